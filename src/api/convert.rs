@@ -1,0 +1,110 @@
+//! Conversions between protobuf messages and domain types. Messages are
+//! destructured field by field, so a new proto field fails the build here
+//! until someone decides what it means.
+
+use chrono::{DateTime, Utc};
+use prost_types::Timestamp;
+
+use crate::{
+    domain::customer::{Customer, CustomerInput, Source, State},
+    proto::v1 as pb,
+};
+
+/// A protobuf timestamp for a UTC time.
+pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+impl From<pb::Customer> for CustomerInput {
+    fn from(c: pb::Customer) -> Self {
+        let pb::Customer {
+            id: _,
+            name,
+            email,
+            mobile,
+            attributes,
+            state: _,
+            hub_access_enabled,
+            source: _,
+            initials: _,
+            create_time: _,
+            update_time: _,
+            delete_time: _,
+            etag: _,
+            ticket_count: _,
+            first_ticket_time: _,
+            last_ticket_time: _,
+        } = c;
+        CustomerInput {
+            name,
+            email,
+            mobile,
+            attributes,
+            hub_access_enabled,
+        }
+    }
+}
+
+impl From<State> for pb::customer::State {
+    fn from(s: State) -> Self {
+        match s {
+            State::Active => Self::Active,
+            State::Deleted => Self::Deleted,
+        }
+    }
+}
+
+impl From<Source> for pb::customer::Source {
+    fn from(s: Source) -> Self {
+        match s {
+            Source::Manual => Self::Manual,
+            Source::Import => Self::Import,
+            Source::Ticket => Self::Ticket,
+        }
+    }
+}
+
+impl From<Customer> for pb::Customer {
+    fn from(c: Customer) -> Self {
+        let initials = c.initials();
+        let etag = c.etag();
+        let Customer {
+            id,
+            name,
+            email,
+            mobile,
+            attributes,
+            state,
+            hub_access_enabled,
+            source,
+            create_time,
+            update_time,
+            delete_time,
+            revision: _,
+            ticket_count,
+            first_ticket_time,
+            last_ticket_time,
+        } = c;
+        pb::Customer {
+            id,
+            name,
+            email: email.unwrap_or_default(),
+            mobile: mobile.unwrap_or_default(),
+            attributes: attributes.into_iter().collect(),
+            state: pb::customer::State::from(state).into(),
+            hub_access_enabled: Some(hub_access_enabled),
+            source: pb::customer::Source::from(source).into(),
+            initials,
+            create_time: Some(timestamp(create_time)),
+            update_time: Some(timestamp(update_time)),
+            delete_time: delete_time.map(timestamp),
+            etag,
+            ticket_count,
+            first_ticket_time: first_ticket_time.map(timestamp),
+            last_ticket_time: last_ticket_time.map(timestamp),
+        }
+    }
+}

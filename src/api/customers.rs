@@ -1,0 +1,121 @@
+//! `customers.v1.CustomerService`.
+
+use std::pin::Pin;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{
+    domain::{
+        Error,
+        customers::{CustomerUpdate, Customers},
+    },
+    proto::v1::{self as pb, customer_service_server::CustomerService},
+};
+
+/// Handlers of CustomerService.
+#[derive(Clone, Debug)]
+pub struct CustomerApi {
+    customers: Customers,
+}
+
+impl CustomerApi {
+    /// Handlers over the customer directory.
+    pub fn new(customers: Customers) -> Self {
+        Self { customers }
+    }
+}
+
+type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportCustomersResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl CustomerService for CustomerApi {
+    async fn create_customer(
+        &self,
+        request: Request<pb::CreateCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        let pb::CreateCustomerRequest { customer, request_id } = request.into_inner();
+        let customer = customer.ok_or_else(|| Error::invalid("customer", "is required"))?;
+        let created = self.customers.create(customer.into(), &request_id).await?;
+        Ok(Response::new(created.into()))
+    }
+
+    async fn get_customer(&self, request: Request<pb::GetCustomerRequest>) -> Result<Response<pb::Customer>, Status> {
+        let pb::GetCustomerRequest { id } = request.into_inner();
+        Ok(Response::new(self.customers.get(&id).await?.into()))
+    }
+
+    async fn list_customers(
+        &self,
+        request: Request<pb::ListCustomersRequest>,
+    ) -> Result<Response<pb::ListCustomersResponse>, Status> {
+        let pb::ListCustomersRequest {
+            page_size,
+            page_token,
+            filter,
+            show_deleted,
+        } = request.into_inner();
+        let page = self
+            .customers
+            .list(page_size, &page_token, &filter, show_deleted)
+            .await?;
+        Ok(Response::new(pb::ListCustomersResponse {
+            customers: page.items.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn update_customer(
+        &self,
+        request: Request<pb::UpdateCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        let pb::UpdateCustomerRequest { customer, update_mask } = request.into_inner();
+        let customer = customer.ok_or_else(|| Error::invalid("customer", "is required"))?;
+        let update = CustomerUpdate {
+            id: customer.id.clone(),
+            etag: customer.etag.clone(),
+            mask: update_mask.map(|m| m.paths).unwrap_or_default(),
+            fields: customer.into(),
+        };
+        Ok(Response::new(self.customers.update(update).await?.into()))
+    }
+
+    async fn delete_customer(
+        &self,
+        request: Request<pb::DeleteCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        let pb::DeleteCustomerRequest { id, etag } = request.into_inner();
+        Ok(Response::new(self.customers.delete(&id, &etag).await?.into()))
+    }
+
+    async fn undelete_customer(
+        &self,
+        request: Request<pb::UndeleteCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        let pb::UndeleteCustomerRequest { id, etag } = request.into_inner();
+        Ok(Response::new(self.customers.undelete(&id, &etag).await?.into()))
+    }
+
+    async fn import_customers(
+        &self,
+        _request: Request<Streaming<pb::ImportCustomersRequest>>,
+    ) -> Result<Response<pb::ImportCustomersResponse>, Status> {
+        Err(Status::unimplemented("ImportCustomers is not available yet"))
+    }
+
+    type ExportCustomersStream = ExportStream;
+
+    async fn export_customers(
+        &self,
+        _request: Request<pb::ExportCustomersRequest>,
+    ) -> Result<Response<Self::ExportCustomersStream>, Status> {
+        Err(Status::unimplemented("ExportCustomers is not available yet"))
+    }
+
+    async fn get_import_template(
+        &self,
+        _request: Request<pb::GetImportTemplateRequest>,
+    ) -> Result<Response<pb::GetImportTemplateResponse>, Status> {
+        Err(Status::unimplemented("GetImportTemplate is not available yet"))
+    }
+}

@@ -1,0 +1,7 @@
+//! gRPC handlers: decode the request, call the domain, encode the answer.
+
+pub mod convert;
+pub mod customers;
+pub mod gate;
+pub mod intake;
+pub mod status;

@@ -1,0 +1,119 @@
+//! Command line and environment configuration (flags override variables,
+//! which override defaults). `--help` documents every option.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    domain::{customers::CustomerSettings, mobile::Region},
+    store::PoolSettings,
+};
+
+/// customer-service: the customers of a helpdesk, over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "customer-service", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `serve`, the default command.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server (the default).
+    Serve(ServeArgs),
+    /// Bring the database schema up to date, then exit.
+    Migrate(DatabaseArgs),
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Database URL: sqlite://FILE, postgres://USER@HOST/DB or mysql://USER@HOST/DB.
+    /// Default: the SQLite file customers.db in --data-dir, created on first start.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Folder of the default SQLite database.
+    #[arg(long, env = "DATA_DIR", default_value = ".")]
+    pub data_dir: PathBuf,
+    /// Most pooled database connections.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// Seconds a call waits for a database connection before failing UNAVAILABLE.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
+    pub db_acquire_timeout_secs: u64,
+}
+
+impl DatabaseArgs {
+    /// The database URL to use; creates the data folder for the SQLite default.
+    pub fn url(&self) -> std::io::Result<String> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.clone());
+        }
+        std::fs::create_dir_all(&self.data_dir)?;
+        Ok(format!("sqlite://{}", self.data_dir.join("customers.db").display()))
+    }
+
+    /// Pool settings.
+    pub fn pool(&self) -> PoolSettings {
+        PoolSettings {
+            max_connections: self.db_max_connections.max(1),
+            acquire_timeout: Duration::from_secs(self.db_acquire_timeout_secs.max(1)),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Options of the server.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the log says which).
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Region (ISO 3166-1 alpha-2) for phone numbers written without +country.
+    #[arg(long, env = "DEFAULT_REGION", default_value = "GB", value_parser = parse_region)]
+    pub default_region: Region,
+    /// Customer Hub access of customers created without saying.
+    #[arg(long, env = "HUB_ACCESS_DEFAULT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub hub_access_default: bool,
+    /// Seconds in-flight calls get to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = 20)]
+    pub drain_timeout_secs: u64,
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// Customer rules configured here.
+    pub fn customer_settings(&self) -> CustomerSettings {
+        CustomerSettings {
+            default_region: self.default_region,
+            hub_access_default: self.hub_access_default,
+        }
+    }
+
+    /// The drain deadline.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+}
+
+fn parse_region(s: &str) -> Result<Region, String> {
+    Region::parse(s).ok_or_else(|| format!("{s:?} is not an ISO 3166-1 alpha-2 region such as GB or US"))
+}

@@ -1,0 +1,177 @@
+//! Assembles the gRPC server: health, reflection, the customers.v1 services
+//! behind the readiness gate, per-RPC tracing, and graceful shutdown.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::{ServingStatus, server::HealthReporter};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tracing::{Level, error, info, warn};
+
+use crate::{
+    api::{
+        customers::CustomerApi,
+        gate::{Gate, Readiness},
+        intake::IntakeApi,
+    },
+    domain::customers::{CustomerSettings, Customers},
+    proto::{
+        FILE_DESCRIPTOR_SET,
+        v1::{customer_service_server::CustomerServiceServer, ticket_intake_service_server::TicketIntakeServiceServer},
+    },
+    store::{PoolSettings, Store},
+};
+
+/// Fully-qualified names of the services health reports on (besides "").
+pub const SERVICE_NAMES: [&str; 2] = ["customers.v1.CustomerService", "customers.v1.TicketIntakeService"];
+
+/// Everything the server needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub database_url: String,
+    pub pool: PoolSettings,
+    pub customers: CustomerSettings,
+    pub drain_timeout: Duration,
+}
+
+/// Serves on `listener` until `shutdown` completes, then drains in-flight
+/// calls for at most `drain_timeout`.
+///
+/// Health answers NOT_SERVING from the first moment, and SERVING once the
+/// database is reachable and migrated; on shutdown it turns NOT_SERVING
+/// before the listener closes.
+pub async fn serve(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let addr = listener.local_addr()?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, ServingStatus::NotServing).await;
+
+    let store = Store::connect(&config.database_url, &config.pool).await?;
+    let readiness = Readiness::default();
+    let customers = Customers::new(store.clone(), config.customers);
+    let gate = Gate::new(readiness.clone());
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let trace = TraceLayer::new_for_grpc()
+        .make_span_with(|req: &http::Request<_>| tracing::info_span!("rpc", method = %req.uri().path()))
+        .on_request(())
+        .on_response(DefaultOnResponse::new().level(Level::INFO))
+        .on_failure(DefaultOnFailure::new().level(Level::WARN));
+
+    let router = Server::builder()
+        .layer(trace)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(CustomerServiceServer::with_interceptor(
+            CustomerApi::new(customers),
+            gate.clone(),
+        ))
+        .add_service(TicketIntakeServiceServer::with_interceptor(IntakeApi::default(), gate));
+
+    info!(%addr, "listening");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        let _ = stop_rx.await;
+    });
+    tokio::pin!(server);
+    tokio::pin!(shutdown);
+
+    let readiness_task = tokio::spawn(become_ready(store.clone(), health.clone(), readiness.clone()));
+
+    let result = tokio::select! {
+        result = &mut server => result.map_err(Into::into),
+        () = &mut shutdown => {
+            info!("shutting down: health NOT_SERVING, draining in-flight calls");
+            readiness_task.abort();
+            set_health(&health, ServingStatus::NotServing).await;
+            let _ = stop_tx.send(());
+            match tokio::time::timeout(config.drain_timeout, &mut server).await {
+                Ok(result) => result.map_err(Into::into),
+                Err(_) => {
+                    warn!(deadline = ?config.drain_timeout, "drain deadline passed; remaining calls are cut off");
+                    Ok(())
+                }
+            }
+        }
+    };
+    readiness_task.abort();
+    if let Err(e) = store.close().await {
+        warn!(error = %e, "closing the database pool");
+    }
+    info!("stopped");
+    result
+}
+
+/// Connects and migrates, retrying with backoff until it works; then opens the gate.
+async fn become_ready(store: Store, health: HealthReporter, readiness: Readiness) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match store.migrate().await {
+            Ok(()) => break,
+            Err(e) => {
+                error!(error = %e, retry_in = ?delay, "database not ready");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    readiness.set(true);
+    set_health(&health, ServingStatus::Serving).await;
+    info!(backend = ?store.backend(), "database ready; serving");
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => info!("SIGINT received"),
+        () = term => info!("SIGTERM received"),
+    }
+}
+
+/// Binds `addr`, for callers that want the real port before serving.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,383 @@
+//! Customer queries. Every function takes any connection or transaction, so
+//! the domain decides the transaction boundaries.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait, Func, LikeExpr, Query},
+};
+
+use super::entities::{create_request, customer, identity};
+use crate::domain::{
+    attributes::Attributes,
+    customer::{Customer, CustomerDraft, Source, State},
+    filter::CustomerFilter,
+};
+
+/// Identity kinds as stored.
+pub const EMAIL: &str = "email";
+/// Identity kinds as stored.
+pub const MOBILE: &str = "mobile";
+
+/// Which stored identity a unique violation was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityKind {
+    Email,
+    Mobile,
+}
+
+impl IdentityKind {
+    /// Stored spelling, also the API field name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::Email => EMAIL,
+            IdentityKind::Mobile => MOBILE,
+        }
+    }
+}
+
+/// Why a write failed.
+#[derive(Debug)]
+pub enum WriteError {
+    /// A live customer already holds this identity.
+    Taken(IdentityKind),
+    /// The row changed since it was read (revision mismatch) or vanished.
+    Stale,
+    Db(DbErr),
+}
+
+impl From<DbErr> for WriteError {
+    fn from(e: DbErr) -> Self {
+        WriteError::Db(e)
+    }
+}
+
+fn to_domain(m: customer::Model) -> Result<Customer, DbErr> {
+    let corrupt = |what: &str| DbErr::Custom(format!("customer {} has a corrupt {what}", m.id));
+    Ok(Customer {
+        attributes: serde_json::from_str(&m.attributes).map_err(|_| corrupt("attributes"))?,
+        state: State::parse(&m.state).ok_or_else(|| corrupt("state"))?,
+        source: Source::parse(&m.source).ok_or_else(|| corrupt("source"))?,
+        id: m.id,
+        name: m.name,
+        email: m.email,
+        mobile: m.mobile,
+        hub_access_enabled: m.hub_access_enabled,
+        create_time: m.create_time,
+        update_time: m.update_time,
+        delete_time: m.delete_time,
+        revision: m.revision,
+        ticket_count: m.ticket_count,
+        first_ticket_time: m.first_ticket_time,
+        last_ticket_time: m.last_ticket_time,
+    })
+}
+
+fn attributes_json(attributes: &Attributes) -> String {
+    // A map of strings always serialises.
+    serde_json::to_string(attributes).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// The customer with `id`, deleted or not.
+pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<Customer>, DbErr> {
+    customer::Entity::find_by_id(id.to_owned())
+        .one(db)
+        .await?
+        .map(to_domain)
+        .transpose()
+}
+
+/// The live customer holding `kind`/`normalised`, if any.
+pub async fn live_owner(
+    db: &impl ConnectionTrait,
+    kind: IdentityKind,
+    normalised: &str,
+) -> Result<Option<String>, DbErr> {
+    identity::Entity::find()
+        .select_only()
+        .column(identity::Column::CustomerId)
+        .filter(identity::Column::Kind.eq(kind.as_str()))
+        .filter(identity::Column::LiveKey.eq(normalised))
+        .into_tuple::<String>()
+        .one(db)
+        .await
+}
+
+/// Inserts a new Active customer and its identities.
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    id: &str,
+    draft: &CustomerDraft,
+    source: Source,
+    now: DateTime<Utc>,
+) -> Result<Customer, WriteError> {
+    let model = customer::ActiveModel {
+        id: Set(id.to_owned()),
+        name: Set(draft.name.clone()),
+        email: Set(draft.email.as_ref().map(|e| e.as_str().to_owned())),
+        mobile: Set(draft.mobile.as_ref().map(|m| m.e164().to_owned())),
+        attributes: Set(attributes_json(&draft.attributes)),
+        state: Set(State::Active.as_str().to_owned()),
+        hub_access_enabled: Set(draft.hub_access_enabled),
+        source: Set(source.as_str().to_owned()),
+        revision: Set(1),
+        create_time: Set(now),
+        update_time: Set(now),
+        delete_time: Set(None),
+        ticket_count: Set(0),
+        first_ticket_time: Set(None),
+        last_ticket_time: Set(None),
+    };
+    customer::Entity::insert(model).exec_without_returning(db).await?;
+    insert_identities(db, id, draft, true).await?;
+    find(db, id).await?.ok_or(WriteError::Stale)
+}
+
+/// Inserts the draft's identities; `live` is false for deleted customers.
+async fn insert_identities(
+    db: &impl ConnectionTrait,
+    id: &str,
+    draft: &CustomerDraft,
+    live: bool,
+) -> Result<(), WriteError> {
+    let email = draft
+        .email
+        .as_ref()
+        .map(|e| (IdentityKind::Email, e.normalised(), e.as_str()));
+    let mobile = draft
+        .mobile
+        .as_ref()
+        .map(|m| (IdentityKind::Mobile, m.e164(), m.original()));
+    // One statement per identity, so a violation says which one it was.
+    for (kind, normalised, original) in [email, mobile].into_iter().flatten() {
+        let row = identity::ActiveModel {
+            id: NotSet,
+            customer_id: Set(id.to_owned()),
+            kind: Set(kind.as_str().to_owned()),
+            normalized: Set(normalised.to_owned()),
+            original: Set(original.to_owned()),
+            is_primary: Set(true),
+            live_key: Set(live.then(|| normalised.to_owned())),
+        };
+        identity::Entity::insert(row)
+            .exec_without_returning(db)
+            .await
+            .map_err(|e| {
+                if super::is_unique_violation(&e) {
+                    WriteError::Taken(kind)
+                } else {
+                    WriteError::Db(e)
+                }
+            })?;
+    }
+    Ok(())
+}
+
+/// Writes `draft` over customer `before`, if it is still at `before.revision`.
+/// Identities that changed are replaced.
+pub async fn save(
+    db: &impl ConnectionTrait,
+    before: &Customer,
+    draft: &CustomerDraft,
+    now: DateTime<Utc>,
+) -> Result<Customer, WriteError> {
+    let updated = customer::Entity::update_many()
+        .col_expr(customer::Column::Name, Expr::value(draft.name.clone()))
+        .col_expr(
+            customer::Column::Email,
+            Expr::value(draft.email.as_ref().map(|e| e.as_str().to_owned())),
+        )
+        .col_expr(
+            customer::Column::Mobile,
+            Expr::value(draft.mobile.as_ref().map(|m| m.e164().to_owned())),
+        )
+        .col_expr(
+            customer::Column::Attributes,
+            Expr::value(attributes_json(&draft.attributes)),
+        )
+        .col_expr(
+            customer::Column::HubAccessEnabled,
+            Expr::value(draft.hub_access_enabled),
+        )
+        .col_expr(customer::Column::Revision, Expr::value(before.revision + 1))
+        .col_expr(customer::Column::UpdateTime, Expr::value(now))
+        .filter(customer::Column::Id.eq(before.id.as_str()))
+        .filter(customer::Column::Revision.eq(before.revision))
+        .exec(db)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Err(WriteError::Stale);
+    }
+    let before_draft = before.to_draft();
+    let email_changed =
+        before_draft.email.as_ref().map(|e| e.normalised()) != draft.email.as_ref().map(|e| e.normalised());
+    let mobile_changed = before_draft.mobile.as_ref().map(|m| m.e164()) != draft.mobile.as_ref().map(|m| m.e164());
+    let live = before.state == State::Active;
+    let mut replacement = CustomerDraft {
+        email: None,
+        mobile: None,
+        ..draft.clone()
+    };
+    if email_changed {
+        delete_identities(db, &before.id, IdentityKind::Email).await?;
+        replacement.email = draft.email.clone();
+    }
+    if mobile_changed {
+        delete_identities(db, &before.id, IdentityKind::Mobile).await?;
+        replacement.mobile = draft.mobile.clone();
+    }
+    insert_identities(db, &before.id, &replacement, live).await?;
+    find(db, &before.id).await?.ok_or(WriteError::Stale)
+}
+
+async fn delete_identities(db: &impl ConnectionTrait, id: &str, kind: IdentityKind) -> Result<(), DbErr> {
+    identity::Entity::delete_many()
+        .filter(identity::Column::CustomerId.eq(id))
+        .filter(identity::Column::Kind.eq(kind.as_str()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Moves customer `before` to `state` if it is still at `before.revision`,
+/// freeing (deleted) or re-claiming (active) its identities.
+pub async fn set_state(
+    db: &impl ConnectionTrait,
+    before: &Customer,
+    state: State,
+    now: DateTime<Utc>,
+) -> Result<Customer, WriteError> {
+    let delete_time = (state == State::Deleted).then_some(now);
+    let updated = customer::Entity::update_many()
+        .col_expr(customer::Column::State, Expr::value(state.as_str()))
+        .col_expr(customer::Column::DeleteTime, Expr::value(delete_time))
+        .col_expr(customer::Column::Revision, Expr::value(before.revision + 1))
+        .col_expr(customer::Column::UpdateTime, Expr::value(now))
+        .filter(customer::Column::Id.eq(before.id.as_str()))
+        .filter(customer::Column::Revision.eq(before.revision))
+        .exec(db)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Err(WriteError::Stale);
+    }
+    // Re-claim one kind at a time so a violation names the identity.
+    for kind in [IdentityKind::Email, IdentityKind::Mobile] {
+        let live_key = match state {
+            State::Active => Expr::col(identity::Column::Normalized),
+            State::Deleted => Expr::value(Option::<String>::None),
+        };
+        identity::Entity::update_many()
+            .col_expr(identity::Column::LiveKey, live_key)
+            .filter(identity::Column::CustomerId.eq(before.id.as_str()))
+            .filter(identity::Column::Kind.eq(kind.as_str()))
+            .exec(db)
+            .await
+            .map_err(|e| {
+                if super::is_unique_violation(&e) {
+                    WriteError::Taken(kind)
+                } else {
+                    WriteError::Db(e)
+                }
+            })?;
+    }
+    find(db, &before.id).await?.ok_or(WriteError::Stale)
+}
+
+/// The customer a create `request_id` made, if that request ran before.
+pub async fn find_create_request(db: &impl ConnectionTrait, request_id: &str) -> Result<Option<String>, DbErr> {
+    Ok(create_request::Entity::find_by_id(request_id.to_owned())
+        .one(db)
+        .await?
+        .map(|r| r.customer_id))
+}
+
+/// Records that `request_id` created `customer_id`. Fails with a unique
+/// violation when a concurrent request with the same id won.
+pub async fn insert_create_request(
+    db: &impl ConnectionTrait,
+    request_id: &str,
+    customer_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let row = create_request::ActiveModel {
+        request_id: Set(request_id.to_owned()),
+        customer_id: Set(customer_id.to_owned()),
+        create_time: Set(now),
+    };
+    create_request::Entity::insert(row).exec_without_returning(db).await?;
+    Ok(())
+}
+
+/// One page of customers in id order, after `after`, matching `filter`.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &CustomerFilter,
+    show_deleted: bool,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<Vec<Customer>, DbErr> {
+    let backend = db.get_database_backend();
+    let mut query = customer::Entity::find();
+    match filter.state {
+        Some(state) => query = query.filter(customer::Column::State.eq(state.as_str())),
+        None if !show_deleted => query = query.filter(customer::Column::State.eq(State::Active.as_str())),
+        None => {}
+    }
+    for (kind, value) in [(EMAIL, &filter.email), (MOBILE, &filter.mobile)] {
+        if let Some(value) = value {
+            query = query.filter(
+                customer::Column::Id.in_subquery(
+                    Query::select()
+                        .column(identity::Column::CustomerId)
+                        .from(identity::Entity)
+                        .and_where(identity::Column::Kind.eq(kind))
+                        .and_where(identity::Column::Normalized.eq(value.as_str()))
+                        .to_owned(),
+                ),
+            );
+        }
+    }
+    if let Some(needle) = &filter.name_contains {
+        let pattern = format!("%{}%", escape_like(needle));
+        query = query.filter(Func::lower(Expr::col(customer::Column::Name)).like(LikeExpr::new(pattern).escape('\\')));
+    }
+    for (key, value) in &filter.attributes {
+        query = query.filter(attribute_equals(backend, key, value));
+    }
+    if let Some(source) = filter.source {
+        query = query.filter(customer::Column::Source.eq(source.as_str()));
+    }
+    if let Some(hub) = filter.hub_access_enabled {
+        query = query.filter(customer::Column::HubAccessEnabled.eq(hub));
+    }
+    if let Some(after) = after {
+        query = query.filter(customer::Column::Id.gt(after));
+    }
+    query
+        .order_by_asc(customer::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_domain)
+        .collect()
+}
+
+/// `attributes.KEY = value` on the JSON text column, per backend.
+fn attribute_equals(backend: DbBackend, key: &str, value: &str) -> sea_orm::sea_query::SimpleExpr {
+    // JSON path with the key quoted, so dots and spaces in keys are literal.
+    let path = format!("$.\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""));
+    match backend {
+        DbBackend::Postgres => Expr::cust_with_values("(CAST(\"attributes\" AS jsonb) ->> $1) = $2", [key, value]),
+        DbBackend::MySql => Expr::cust_with_values(
+            "JSON_UNQUOTE(JSON_EXTRACT(`attributes`, ?)) = ?",
+            [path.as_str(), value],
+        ),
+        _ => Expr::cust_with_values("json_extract(\"attributes\", ?) = ?", [path.as_str(), value]),
+    }
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}

@@ -1,0 +1,5 @@
+//! SeaORM entities: one module per table.
+
+pub mod create_request;
+pub mod customer;
+pub mod identity;

@@ -1,0 +1,15 @@
+//! Schema migrations, one file per change, named by date and purpose.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_customers;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_create_customers::Migration)]
+    }
+}

@@ -1,0 +1,165 @@
+//! Storage through SeaORM: connection set-up per backend, migrations, and
+//! the queries the domain needs.
+
+pub mod customers;
+pub mod entities;
+pub mod migration;
+
+use std::{sync::Arc, time::Duration};
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+};
+use sea_orm_migration::MigratorTrait;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::domain::Error;
+use migration::Migrator;
+
+/// Connection pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Upper bound of pooled connections.
+    pub max_connections: u32,
+    /// How long a call may wait for a connection before failing UNAVAILABLE.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+    /// SQLite allows one writer at a time. Queueing writers here, in
+    /// process, is fair and cheap; left to SQLite they would spin on
+    /// `busy_timeout`. Readers never take it (WAL lets them run beside a write).
+    sqlite_writer: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction. On SQLite it holds the writer slot until dropped.
+pub struct WriteTxn {
+    // Field order matters: the transaction ends before the slot is released.
+    txn: DatabaseTransaction,
+    _writer: Option<OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+impl WriteTxn {
+    /// Commits; dropping without commit rolls back.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…`, `postgres://…` or `mysql://…`).
+    /// A SQLite file is created when missing and tuned for a server.
+    pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Self, DbErr> {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.max_connections(pool.max_connections)
+            .min_connections(1)
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_timeout(pool.acquire_timeout)
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(opts).await?;
+        let sqlite_writer = (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Self { db, sqlite_writer })
+    }
+
+    /// Brings the schema up to date. Safe with several processes starting at
+    /// once on PostgreSQL: they serialise on an advisory lock and the
+    /// migrations run in one transaction.
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        match self.backend() {
+            DbBackend::Postgres => {
+                let txn = self.db.begin().await?;
+                txn.execute_unprepared("SELECT pg_advisory_xact_lock(7325010421)")
+                    .await?;
+                Migrator::up(&txn, None).await?;
+                txn.commit().await
+            }
+            _ => {
+                let _writer = self.writer_slot().await;
+                Migrator::up(&self.db, None).await
+            }
+        }
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.db.ping().await
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// The pool, for reads.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Closes the pool.
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.db.close().await
+    }
+
+    /// Begins a write transaction: IMMEDIATE on SQLite, so it takes the write
+    /// lock up front instead of failing SQLITE_BUSY when it first writes.
+    pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
+        let writer = self.writer_slot().await;
+        let txn = self
+            .db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?;
+        Ok(WriteTxn { txn, _writer: writer })
+    }
+
+    async fn writer_slot(&self) -> Option<OwnedMutexGuard<()>> {
+        match &self.sqlite_writer {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        }
+    }
+}
+
+/// Whether a database error is a unique-index violation.
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}
+
+impl From<DbErr> for Error {
+    fn from(err: DbErr) -> Self {
+        match err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Error::Unavailable(err.to_string()),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}

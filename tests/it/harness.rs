@@ -1,0 +1,296 @@
+//! `spawn_app()`: a fresh database and a running server per test.
+
+use std::{net::SocketAddr, time::Duration};
+
+use customer_service::{
+    domain::customers::CustomerSettings,
+    proto::v1::{
+        self as pb, customer_service_client::CustomerServiceClient,
+        ticket_intake_service_client::TicketIntakeServiceClient,
+    },
+    server::{self, ServerConfig},
+    store::PoolSettings,
+};
+use sea_orm::{ConnectionTrait, Database};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+/// A running server with clients and its own database.
+pub struct TestApp {
+    #[allow(dead_code)]
+    pub addr: SocketAddr,
+    pub customers: CustomerServiceClient<Channel>,
+    #[allow(dead_code)]
+    pub intake: TicketIntakeServiceClient<Channel>,
+    pub health: HealthClient<Channel>,
+    pub db: TestDb,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// The test database; removed when dropped.
+pub struct TestDb {
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Server {
+        admin_url: String,
+        name: String,
+        backend: Backend,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    Postgres,
+    MySql,
+}
+
+impl TestDb {
+    /// A fresh, empty database of the kind TEST_DATABASE_URL names.
+    pub async fn new() -> Self {
+        let Some(admin_url) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("customers.db").display());
+            return Self {
+                url,
+                cleanup: Cleanup::Sqlite(dir),
+            };
+        };
+        let backend = if admin_url.starts_with("mysql") {
+            Backend::MySql
+        } else {
+            Backend::Postgres
+        };
+        let name = format!("cs_test_{}", uuid::Uuid::now_v7().simple());
+        let admin = Database::connect(&admin_url)
+            .await
+            .expect("connect to TEST_DATABASE_URL");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let url = replace_database(&admin_url, &name);
+        Self {
+            url,
+            cleanup: Cleanup::Server {
+                admin_url,
+                name,
+                backend,
+            },
+        }
+    }
+
+    /// Whether this suite runs on PostgreSQL.
+    #[allow(dead_code)]
+    pub fn is_postgres(&self) -> bool {
+        matches!(
+            self.cleanup,
+            Cleanup::Server {
+                backend: Backend::Postgres,
+                ..
+            }
+        )
+    }
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].rfind('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Cleanup::Server {
+            admin_url,
+            name,
+            backend,
+        } = &self.cleanup
+        else {
+            return;
+        };
+        let (admin_url, name, backend) = (admin_url.clone(), name.clone(), *backend);
+        // Drop runs inside the test's runtime: clean up from a thread of our own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let admin = Database::connect(&admin_url).await.ok()?;
+                let sql = match backend {
+                    Backend::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                    Backend::MySql => format!("DROP DATABASE IF EXISTS {name}"),
+                };
+                admin.execute_unprepared(&sql).await.ok();
+                admin.close().await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// Server settings used by tests unless a test says otherwise.
+pub fn test_settings() -> CustomerSettings {
+    CustomerSettings::default()
+}
+
+/// Starts a server on a fresh database and waits until health says SERVING.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(test_settings()).await
+}
+
+/// [`spawn_app`] with custom customer settings.
+pub async fn spawn_app_with(settings: CustomerSettings) -> TestApp {
+    let db = TestDb::new().await;
+    spawn_on(db, settings).await
+}
+
+/// Starts a server on an existing test database.
+pub async fn spawn_on(db: TestDb, settings: CustomerSettings) -> TestApp {
+    init_logs();
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let config = ServerConfig {
+        database_url: db.url.clone(),
+        pool: PoolSettings::default(),
+        customers: settings,
+        drain_timeout: Duration::from_secs(5),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        server::serve(config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("server failed");
+    });
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+    let app = TestApp {
+        addr,
+        customers: CustomerServiceClient::new(channel.clone()),
+        intake: TicketIntakeServiceClient::new(channel.clone()),
+        health: HealthClient::new(channel),
+        db,
+        stop: Some(stop),
+        handle: Some(handle),
+    };
+    app.wait_serving().await;
+    app
+}
+
+impl TestApp {
+    async fn wait_serving(&self) {
+        let mut health = self.health.clone();
+        for _ in 0..200 {
+            let status = health.check(HealthCheckRequest { service: String::new() }).await;
+            if let Ok(r) = status
+                && r.into_inner().status == ServingStatus::Serving as i32
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("server did not become SERVING");
+    }
+
+    /// Stops the server gracefully and waits for it; returns the database.
+    pub async fn stop(mut self) -> TestDb {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task");
+        }
+
+        std::mem::replace(
+            &mut self.db,
+            TestDb {
+                url: String::new(),
+                cleanup: Cleanup::Sqlite(tempfile::tempdir().unwrap()),
+            },
+        )
+    }
+
+    /// Creates a customer, panicking on failure.
+    pub async fn create(&self, name: &str, email: &str, mobile: &str) -> pb::Customer {
+        self.customers
+            .clone()
+            .create_customer(pb::CreateCustomerRequest {
+                customer: Some(customer(name, email, mobile)),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap_or_else(|s| panic!("create {name}: {s:?}"))
+            .into_inner()
+    }
+}
+
+/// A customer message with the given identity fields.
+pub fn customer(name: &str, email: &str, mobile: &str) -> pb::Customer {
+    pb::Customer {
+        name: name.into(),
+        email: email.into(),
+        mobile: mobile.into(),
+        ..Default::default()
+    }
+}
+
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        customer_service::telemetry::init(Default::default());
+    }
+}
+
+/// Whether a missing outside tool must fail the test instead of skipping it.
+pub fn require_external() -> bool {
+    std::env::var("REQUIRE_EXTERNAL").is_ok_and(|v| v == "1")
+}
+
+/// Finds an outside tool on PATH; `None` (after printing why) means skip.
+pub fn external_tool(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            !require_external(),
+            "{name} is required (REQUIRE_EXTERNAL=1) but not on PATH"
+        );
+        eprintln!("SKIPPED: {name} not on PATH (install it, or run .ci/run)");
+    }
+    found
+}
+
+/// The ErrorInfo reason and metadata of a status.
+pub fn error_info(status: &tonic::Status) -> (String, std::collections::HashMap<String, String>) {
+    use tonic_types::StatusExt;
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    (info.reason, info.metadata)
+}
+
+/// The BadRequest field paths of a status.
+pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,174 @@
+//! The binary as an operator runs it: start, health, migrate, SIGTERM.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use customer_service::proto::v1::{self as pb, customer_service_client::CustomerServiceClient};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+use crate::harness::{TestDb, spawn_app};
+
+const BIN: &str = env!("CARGO_BIN_EXE_customer-service");
+
+/// Starts the binary on port 0 with JSON logs; returns it and its address.
+pub fn start_binary(database_url: &str, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--database-url",
+            database_url,
+        ])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start customer-service");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited before listening").expect("read log");
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if event["message"] == "listening" {
+            break event["addr"].as_str().expect("addr in log").to_owned();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            panic!("server did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn health_reports_every_service_serving() {
+    let app = spawn_app().await;
+    let mut health = app.health.clone();
+    for service in ["", "customers.v1.CustomerService", "customers.v1.TicketIntakeService"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "nope.Service".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn data_survives_a_restart_and_shutdown_is_graceful() {
+    let app = spawn_app().await;
+    let created = app.create("Persistent", "keep@example.com", "").await;
+    let db: TestDb = app.stop().await;
+    let app = crate::harness::spawn_on(db, crate::harness::test_settings()).await;
+    let got = app
+        .customers
+        .clone()
+        .get_customer(pb::GetCustomerRequest { id: created.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got, created);
+}
+
+#[tokio::test]
+async fn binary_serves_migrates_and_exits_zero_on_sigterm() {
+    let db = TestDb::new().await;
+    let migrate = Command::new(BIN)
+        .args(["migrate", "--database-url", &db.url])
+        .output()
+        .expect("run migrate");
+    assert!(
+        migrate.status.success(),
+        "migrate: {}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+
+    let (mut child, addr) = start_binary(&db.url, &[]);
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    let mut serving = false;
+    for _ in 0..200 {
+        if let Ok(r) = health.check(HealthCheckRequest { service: String::new() }).await
+            && r.into_inner().status == ServingStatus::Serving as i32
+        {
+            serving = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(serving, "binary became SERVING");
+    let mut client = CustomerServiceClient::new(channel);
+    let created = client
+        .create_customer(pb::CreateCustomerRequest {
+            customer: Some(crate::harness::customer("Bin", "bin@example.com", "")),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.email, "bin@example.com");
+
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(15)))
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn help_explains_every_option() {
+    let out = Command::new(BIN).arg("--help").output().expect("run --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--listen",
+        "--database-url",
+        "--data-dir",
+        "--default-region",
+        "--log-format",
+        "--drain-timeout-secs",
+        "migrate",
+    ] {
+        assert!(help.contains(option), "--help mentions {option}:\n{help}");
+    }
+}
