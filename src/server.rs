@@ -16,7 +16,10 @@ use crate::{
         gate::{Gate, Readiness},
         intake::IntakeApi,
     },
-    domain::customers::{CustomerSettings, Customers},
+    domain::{
+        customers::{CustomerSettings, Customers},
+        intake::TicketIntake,
+    },
     proto::{
         FILE_DESCRIPTOR_SET,
         v1::{customer_service_server::CustomerServiceServer, ticket_intake_service_server::TicketIntakeServiceServer},
@@ -79,10 +82,13 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(CustomerServiceServer::with_interceptor(
-            CustomerApi::new(customers),
+            CustomerApi::new(customers.clone()),
             gate.clone(),
         ))
-        .add_service(TicketIntakeServiceServer::with_interceptor(IntakeApi::default(), gate));
+        .add_service(TicketIntakeServiceServer::with_interceptor(
+            IntakeApi::new(TicketIntake::new(customers)),
+            gate,
+        ));
 
     info!(%addr, "listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

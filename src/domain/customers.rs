@@ -1,8 +1,6 @@
 //! The customer lifecycle: create, read, list, update, delete, undelete.
 //! Each write is one transaction; uniqueness comes from the database.
 
-use chrono::Utc;
-
 use super::{
     Error, FieldViolation,
     customer::{Customer, CustomerDraft, CustomerInput, FieldParser, Source, State},
@@ -101,7 +99,7 @@ impl Customers {
             return self.get(&id).await;
         }
         let id = new_id();
-        let now = Utc::now();
+        let now = super::now();
         let txn = self.store.begin_write().await?;
         let created = match q::insert(&*txn, &id, &draft, Source::Manual, now).await {
             Ok(c) => c,
@@ -248,7 +246,7 @@ impl Customers {
         if draft == before.to_draft() {
             return Ok(Step::Done(before.clone()));
         }
-        self.finish_write(q::save(&**txn, before, &draft, Utc::now()).await, &draft)
+        self.finish_write(q::save(&**txn, before, &draft, super::now()).await, &draft)
             .await
     }
 
@@ -260,7 +258,7 @@ impl Customers {
                 metadata: vec![("customer_id", before.id.clone())],
             });
         }
-        let result = q::set_state(&**txn, before, State::Deleted, Utc::now()).await;
+        let result = q::set_state(&**txn, before, State::Deleted, super::now()).await;
         self.finish_write(result, &before.to_draft()).await
     }
 
@@ -273,7 +271,7 @@ impl Customers {
                 metadata: vec![("customer_id", id.clone())],
             });
         }
-        let result = q::set_state(&**txn, before, State::Active, Utc::now()).await;
+        let result = q::set_state(&**txn, before, State::Active, super::now()).await;
         match self.finish_write(result, &before.to_draft()).await {
             Err(Error::AlreadyExists { field, existing_id }) => Err(Error::FailedPrecondition {
                 reason: "IDENTITY_TAKEN",

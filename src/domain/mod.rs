@@ -7,8 +7,16 @@ pub mod customers;
 pub mod email;
 pub mod error;
 pub mod filter;
+pub mod intake;
 pub mod mobile;
 pub mod name;
 pub mod page;
 
 pub use error::{Error, FieldViolation};
+
+/// The current time at the precision every backend stores (microseconds),
+/// so an answer computed in memory equals the same answer read back.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}

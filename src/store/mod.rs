@@ -3,6 +3,7 @@
 
 pub mod customers;
 pub mod entities;
+pub mod intake;
 pub mod migration;
 
 use std::{sync::Arc, time::Duration};

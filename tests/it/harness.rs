@@ -36,6 +36,8 @@ pub struct TestDb {
 }
 
 enum Cleanup {
+    /// Another TestDb owns the database.
+    Shared,
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
     Server {
         admin_url: String,
@@ -83,6 +85,14 @@ impl TestDb {
                 name,
                 backend,
             },
+        }
+    }
+
+    /// A handle on the same database that does not remove it.
+    pub fn share(&self) -> Self {
+        Self {
+            url: self.url.clone(),
+            cleanup: Cleanup::Shared,
         }
     }
 

@@ -6,4 +6,5 @@ mod harness;
 
 mod customers;
 mod external;
+mod intake;
 mod lifecycle;

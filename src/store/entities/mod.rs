@@ -3,3 +3,4 @@
 pub mod create_request;
 pub mod customer;
 pub mod identity;
+pub mod ticket_link;

@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_customers;
+mod m20261125_000002_create_ticket_links;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -10,6 +11,9 @@ pub struct Migrator;
 #[sea_orm_migration::async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_create_customers::Migration)]
+        vec![
+            Box::new(m20261125_000001_create_customers::Migration),
+            Box::new(m20261125_000002_create_ticket_links::Migration),
+        ]
     }
 }

@@ -1,0 +1,275 @@
+//! TicketIntakeService: matching, fill-in, restore, idempotency and races.
+
+use std::collections::{HashMap, HashSet};
+
+use customer_service::proto::v1::{self as pb, customer::State, resolve_ticket_customer_response::MatchedBy};
+use tonic::Code;
+
+use crate::harness::{TestApp, bad_fields, spawn_app, spawn_on, test_settings};
+
+fn ticket(id: &str, name: &str, email: &str, mobile: &str) -> pb::ResolveTicketCustomerRequest {
+    pb::ResolveTicketCustomerRequest {
+        ticket_id: id.into(),
+        name: name.into(),
+        email: email.into(),
+        mobile: mobile.into(),
+        ..Default::default()
+    }
+}
+
+async fn resolve(app: &TestApp, req: pb::ResolveTicketCustomerRequest) -> pb::ResolveTicketCustomerResponse {
+    app.intake
+        .clone()
+        .resolve_ticket_customer(req)
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}"))
+        .into_inner()
+}
+
+async fn customers_with_email(app: &TestApp, email: &str) -> Vec<pb::Customer> {
+    app.customers
+        .clone()
+        .list_customers(pb::ListCustomersRequest {
+            filter: format!("email = \"{email}\""),
+            show_deleted: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .customers
+}
+
+#[tokio::test]
+async fn new_requester_is_created_and_the_ticket_replays_identically() {
+    let app = spawn_app().await;
+    let mut req = ticket("T-1", "Ada Lovelace", "Ada@Example.com", "");
+    req.attributes = [("organization".into(), "Acme".into())].into();
+    let first = resolve(&app, req.clone()).await;
+    assert!(first.created);
+    assert_eq!(first.matched_by(), MatchedBy::None);
+    let c = first.customer.clone().unwrap();
+    assert_eq!(c.source(), pb::customer::Source::Ticket);
+    assert_eq!(c.email, "Ada@Example.com");
+    assert_eq!(c.attributes["organization"], "Acme");
+    assert_eq!(c.ticket_count, 1);
+    assert_eq!(c.hub_access_enabled, Some(true));
+    assert!(c.first_ticket_time.is_some() && c.first_ticket_time == c.last_ticket_time);
+
+    let replay = resolve(&app, req).await;
+    assert_eq!(replay, first, "same ticket, same answer, not counted twice");
+
+    // A second ticket by the same email in another case matches.
+    let second = resolve(&app, ticket("T-2", "Ada", "ada@example.COM", "")).await;
+    assert!(!second.created);
+    assert_eq!(second.matched_by(), MatchedBy::Email);
+    let c2 = second.customer.unwrap();
+    assert_eq!(c2.id, c.id);
+    assert_eq!(c2.ticket_count, 2);
+    assert_eq!(c2.first_ticket_time, c.first_ticket_time);
+    let secs = |t: &Option<prost_types::Timestamp>| t.as_ref().map(|t| (t.seconds, t.nanos));
+    assert!(secs(&c2.last_ticket_time) >= secs(&c.last_ticket_time));
+    assert_eq!(c2.name, "Ada Lovelace", "the stored name is not overwritten");
+    assert_eq!(customers_with_email(&app, "ada@example.com").await.len(), 1);
+}
+
+#[tokio::test]
+async fn mobile_only_ticket_matches_by_mobile_in_any_format() {
+    let app = spawn_app().await;
+    let existing = app.create("Grace", "", "+44 7911 123456").await;
+    let r = resolve(&app, ticket("T-m", "", "", "07911-123-456")).await;
+    assert_eq!(r.matched_by(), MatchedBy::Mobile);
+    assert!(!r.created);
+    assert_eq!(r.customer.unwrap().id, existing.id);
+}
+
+#[tokio::test]
+async fn a_match_fills_in_missing_fields_without_overwriting() {
+    let app = spawn_app().await;
+    let mut input = crate::harness::customer("Agent Entered", "fill@example.com", "");
+    input.attributes = [("role".into(), "Buyer".into())].into();
+    let existing = app
+        .customers
+        .clone()
+        .create_customer(pb::CreateCustomerRequest {
+            customer: Some(input),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut req = ticket("T-f", "From Ticket", "fill@example.com", "+1 415 555 2671");
+    req.attributes = [("role".into(), "Ignored".into()), ("department".into(), "Sales".into())].into();
+    let r = resolve(&app, req).await;
+    let c = r.customer.unwrap();
+    assert_eq!(c.id, existing.id);
+    assert_eq!(c.mobile, "+14155552671", "missing mobile filled in");
+    assert_eq!(c.name, "Agent Entered");
+    assert_eq!(
+        c.attributes,
+        HashMap::from([
+            ("role".to_owned(), "Buyer".to_owned()),
+            ("department".to_owned(), "Sales".to_owned())
+        ])
+    );
+    // The filled-in mobile now belongs to this customer.
+    let by_mobile = resolve(&app, ticket("T-f2", "", "", "+14155552671")).await;
+    assert_eq!(by_mobile.customer.unwrap().id, existing.id);
+}
+
+#[tokio::test]
+async fn email_wins_over_a_mobile_of_another_customer_and_says_so() {
+    let app = spawn_app().await;
+    let a = app.create("A", "a@example.com", "").await;
+    let b = app.create("B", "b@example.com", "+44 7911 123456").await;
+    let r = resolve(&app, ticket("T-c", "", "A@example.com", "07911 123456")).await;
+    assert_eq!(r.matched_by(), MatchedBy::Email);
+    assert_eq!(r.conflicting_customer_id, b.id);
+    let c = r.customer.unwrap();
+    assert_eq!(c.id, a.id);
+    assert_eq!(c.mobile, "", "B's mobile is not copied onto A");
+}
+
+#[tokio::test]
+async fn a_deleted_match_is_restored() {
+    let app = spawn_app().await;
+    let gone = app.create("Gone", "gone@example.com", "").await;
+    app.customers
+        .clone()
+        .delete_customer(pb::DeleteCustomerRequest {
+            id: gone.id.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    let r = resolve(&app, ticket("T-d", "", "gone@example.com", "")).await;
+    assert!(r.restored);
+    assert!(!r.created);
+    assert_eq!(r.matched_by(), MatchedBy::Email);
+    let c = r.customer.unwrap();
+    assert_eq!(c.id, gone.id);
+    assert_eq!(c.state(), State::Active);
+    assert!(c.delete_time.is_none());
+}
+
+#[tokio::test]
+async fn invalid_tickets_name_their_fields_and_store_nothing() {
+    let app = spawn_app().await;
+    let mut client = app.intake.clone();
+    let err = client
+        .resolve_ticket_customer(ticket("", "x", "x@example.com", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(bad_fields(&err), ["ticket_id"]);
+    let err = client
+        .resolve_ticket_customer(ticket("T", "x", "", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), ["email", "mobile"]);
+    let err = client
+        .resolve_ticket_customer(ticket("T", "x", "bad@", "not a phone"))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), ["email", "mobile"]);
+    let list = app
+        .customers
+        .clone()
+        .list_customers(pb::ListCustomersRequest {
+            show_deleted: true,
+            ..Default::default()
+        })
+        .await;
+    assert!(list.unwrap().into_inner().customers.is_empty());
+}
+
+/// Fires `n` tickets for one new person at once, half through each server,
+/// and checks exactly one customer exists and each ticket replays the same.
+async fn race_one_new_person(servers: &[&TestApp], n: usize) {
+    let calls = (0..n).map(|i| {
+        let mut client = servers[i % servers.len()].intake.clone();
+        async move {
+            let mobile = if i % 3 == 0 { "+44 7911 123456" } else { "" };
+            client
+                .resolve_ticket_customer(ticket(&format!("race-{i}"), "Racer", "racer@example.com", mobile))
+                .await
+        }
+    });
+    let answers: Vec<_> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().into_inner())
+        .collect();
+    let ids: HashSet<_> = answers
+        .iter()
+        .map(|a| a.customer.as_ref().unwrap().id.clone())
+        .collect();
+    assert_eq!(ids.len(), 1, "one customer for one person");
+    assert_eq!(
+        answers.iter().filter(|a| a.created).count(),
+        1,
+        "exactly one call created it"
+    );
+    assert_eq!(customers_with_email(servers[0], "racer@example.com").await.len(), 1);
+
+    let id = ids.into_iter().next().unwrap();
+    let stored = servers[0]
+        .customers
+        .clone()
+        .get_customer(pb::GetCustomerRequest { id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.ticket_count, n as i64, "every ticket counted once");
+
+    for (i, answer) in answers.iter().enumerate() {
+        let mobile = if i % 3 == 0 { "+44 7911 123456" } else { "" };
+        let again = resolve(
+            servers[(i + 1) % servers.len()],
+            ticket(&format!("race-{i}"), "Racer", "racer@example.com", mobile),
+        )
+        .await;
+        assert_eq!(
+            (again.created, again.matched_by, &again.customer.as_ref().unwrap().id),
+            (answer.created, answer.matched_by, &answer.customer.as_ref().unwrap().id)
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_tickets_for_one_new_person_create_one_customer() {
+    let app = spawn_app().await;
+    race_one_new_person(&[&app], 50).await;
+}
+
+#[tokio::test]
+async fn concurrent_tickets_across_two_servers_on_one_database_create_one_customer() {
+    let first = spawn_app().await;
+    let second = spawn_on(first.db.share(), test_settings()).await;
+    race_one_new_person(&[&first, &second], 60).await;
+}
+
+#[tokio::test]
+async fn concurrent_replays_of_one_ticket_agree() {
+    let app = spawn_app().await;
+    let calls = (0..20).map(|_| {
+        let mut client = app.intake.clone();
+        async move {
+            client
+                .resolve_ticket_customer(ticket("T-same", "Same", "same@example.com", ""))
+                .await
+                .map(|r| r.into_inner())
+        }
+    });
+    let answers: Vec<_> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let distinct: HashSet<_> = answers
+        .iter()
+        .map(|a| (a.created, a.customer.as_ref().unwrap().id.clone()))
+        .collect();
+    assert_eq!(distinct.len(), 1, "{distinct:?}");
+    assert!(answers[0].created);
+}
