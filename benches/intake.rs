@@ -1,0 +1,384 @@
+//! Intake benchmark: drives the real server binary over loopback.
+//!
+//! `cargo bench --bench intake -- [--seconds 30] [--concurrency 64]
+//!  [--seed 10000] [--backend all|sqlite|postgres]`
+//!
+//! For each backend: a fresh database, `--seed` customers, then
+//! ResolveTicketCustomer at `--concurrency` calls in flight for `--seconds`
+//! (90% existing requesters, a third of those by mobile only; 10% new, half
+//! of them mobile-only), then the gRPC ceiling: health Check, a trivial
+//! unary RPC on the same server and the same client settings. Prints calls/s,
+//! p50/p90/p99 latency and the server's peak RSS.
+
+use std::{
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use customer_service::proto::v1::{
+    self as pb, customer_service_client::CustomerServiceClient, ticket_intake_service_client::TicketIntakeServiceClient,
+};
+use sea_orm::{ConnectionTrait, Database};
+use tonic::transport::Channel;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+const BIN: &str = env!("CARGO_BIN_EXE_customer-service");
+/// Workers share this many HTTP/2 connections (same for every scenario).
+const CHANNELS: usize = 4;
+
+struct Args {
+    seconds: u64,
+    concurrency: usize,
+    seed: usize,
+    backend: String,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        seconds: 30,
+        concurrency: 64,
+        seed: 10_000,
+        backend: "all".into(),
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--seconds" => a.seconds = value.parse().expect("--seconds N"),
+            "--concurrency" => a.concurrency = value.parse().expect("--concurrency N"),
+            "--seed" => a.seed = value.parse().expect("--seed N"),
+            "--backend" => a.backend = value,
+            _ => {
+                i += 1;
+                continue; // cargo passes --bench
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+/// Deterministic pseudo-random numbers (xorshift64*); no dependency needed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn seeded_email(i: usize) -> String {
+    format!("seed{i}@bench.example.com")
+}
+fn seeded_mobile(i: usize) -> String {
+    format!("+4479110{i:05}")
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(url: &str) -> Self {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--database-url",
+                url,
+            ])
+            .env("RUST_LOG", "warn,customer_service=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start server");
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("server exited").unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["message"] == "listening" {
+                break v["addr"].as_str().unwrap().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, addr }
+    }
+
+    /// Peak and current resident memory, MiB.
+    fn memory(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (kib("VmHWM:") / 1024.0, kib("VmRSS:") / 1024.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+async fn channels(addr: &str) -> Vec<Channel> {
+    let mut out = Vec::new();
+    for _ in 0..CHANNELS {
+        out.push(
+            Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .expect("connect"),
+        );
+    }
+    let mut health = HealthClient::new(out[0].clone());
+    for _ in 0..400 {
+        if let Ok(r) = health.check(HealthCheckRequest { service: String::new() }).await
+            && r.into_inner().status == ServingStatus::Serving as i32
+        {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("server never became SERVING");
+}
+
+async fn seed(channels: &[Channel], n: usize, concurrency: usize) -> f64 {
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let workers = (0..concurrency).map(|w| {
+        let mut client = CustomerServiceClient::new(channels[w % channels.len()].clone());
+        let next = next.clone();
+        tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= n {
+                    break;
+                }
+                let customer = pb::Customer {
+                    name: format!("Seed Customer {i}"),
+                    email: seeded_email(i),
+                    mobile: seeded_mobile(i),
+                    attributes: [("organization".to_owned(), format!("Org {}", i % 500))].into(),
+                    ..Default::default()
+                };
+                client
+                    .create_customer(pb::CreateCustomerRequest {
+                        customer: Some(customer),
+                        request_id: String::new(),
+                    })
+                    .await
+                    .expect("seed create");
+            }
+        })
+    });
+    for w in workers.collect::<Vec<_>>() {
+        w.await.unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+struct Outcome {
+    calls: usize,
+    errors: usize,
+    seconds: f64,
+    latencies_us: Vec<u32>,
+}
+
+impl Outcome {
+    fn rate(&self) -> f64 {
+        self.calls as f64 / self.seconds
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let idx = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[idx] as f64 / 1000.0
+    }
+}
+
+/// Runs `call(worker, sequence)` from `concurrency` workers for `seconds`.
+async fn drive<F, Fut>(concurrency: usize, seconds: u64, call: F) -> Outcome
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let call = Arc::new(call);
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let (call, stop) = (call.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(1 << 16);
+                let mut errors = 0;
+                let mut seq = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    if !call(w, seq).await {
+                        errors += 1;
+                    }
+                    lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    seq += 1;
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (lat, e) = w.await.unwrap();
+        latencies_us.extend(lat);
+        errors += e;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    latencies_us.sort_unstable();
+    Outcome {
+        calls: latencies_us.len(),
+        errors,
+        seconds,
+        latencies_us,
+    }
+}
+
+async fn bench_backend(label: &str, url: &str, a: &Args) {
+    let server = Server::start(url);
+    let chans = channels(&server.addr).await;
+    let seed_rate = seed(&chans, a.seed, a.concurrency).await;
+
+    let seeded = a.seed as u64;
+    let intake_clients: Vec<_> = chans
+        .iter()
+        .map(|c| TicketIntakeServiceClient::new(c.clone()))
+        .collect();
+    let intake = drive(a.concurrency, a.seconds, move |w, seq| {
+        let mut client = intake_clients[w % CHANNELS].clone();
+        async move {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((w as u64) << 32) ^ seq);
+            let ticket_id = format!("bench-{w}-{seq}");
+            let roll = rng.below(100);
+            let (email, mobile) = if roll < 90 {
+                let i = rng.below(seeded) as usize;
+                if roll < 60 {
+                    (seeded_email(i), String::new())
+                } else {
+                    (String::new(), seeded_mobile(i))
+                }
+            } else if roll < 95 {
+                (format!("new-{w}-{seq}@bench.example.com"), String::new())
+            } else {
+                (
+                    String::new(),
+                    format!("+447915{:06}", (w as u64 * 15_000 + seq) % 1_000_000),
+                )
+            };
+            let req = pb::ResolveTicketCustomerRequest {
+                ticket_id,
+                name: "Bench".into(),
+                email,
+                mobile,
+                ..Default::default()
+            };
+            client.resolve_ticket_customer(req).await.is_ok()
+        }
+    })
+    .await;
+
+    let health_clients: Vec<_> = chans.iter().map(|c| HealthClient::new(c.clone())).collect();
+    let trivial = drive(a.concurrency, a.seconds, move |w, _| {
+        let mut client = health_clients[w % CHANNELS].clone();
+        async move {
+            client
+                .check(HealthCheckRequest { service: String::new() })
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+
+    let (peak, now) = server.memory();
+    println!(
+        "\n## {label}  ({} in flight, {} s each, {} seeded customers, seeded at {seed_rate:.0}/s)",
+        a.concurrency, a.seconds, a.seed
+    );
+    println!("| RPC | calls/s | p50 ms | p90 ms | p99 ms | errors |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (name, o) in [("ResolveTicketCustomer", &intake), ("Health/Check (trivial)", &trivial)] {
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+            o.rate(),
+            o.pct(0.5),
+            o.pct(0.9),
+            o.pct(0.99),
+            o.errors
+        );
+    }
+    println!("intake / trivial = {:.1}%", 100.0 * intake.rate() / trivial.rate());
+    println!("server RSS: peak {peak:.1} MiB, now {now:.1} MiB");
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    println!(
+        "intake benchmark on {} cores; server = {BIN}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    if a.backend == "all" || a.backend == "sqlite" {
+        let dir = tempfile::tempdir().unwrap();
+        bench_backend(
+            "SQLite",
+            &format!("sqlite://{}", dir.path().join("bench.db").display()),
+            &a,
+        )
+        .await;
+    }
+    if a.backend == "all" || a.backend == "postgres" {
+        let admin =
+            std::env::var("BENCH_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        match Database::connect(&admin).await {
+            Ok(conn) => {
+                let name = format!("cs_bench_{}", std::process::id());
+                conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+                    .await
+                    .unwrap();
+                conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .unwrap();
+                let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+                bench_backend("PostgreSQL", &url, &a).await;
+                conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok();
+            }
+            Err(e) => println!("\n## PostgreSQL: skipped ({e}); set BENCH_POSTGRES_URL"),
+        }
+    }
+}
