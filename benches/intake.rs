@@ -101,7 +101,10 @@ impl Server {
                 "--database-url",
                 url,
             ])
-            .env("RUST_LOG", "warn,customer_service=info")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_SERVER_LOG_LEVEL").unwrap_or_else(|_| "warn,customer_service=info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -115,7 +118,18 @@ impl Server {
                 break v["addr"].as_str().unwrap().to_owned();
             }
         };
-        std::thread::spawn(move || for _ in lines {});
+        // BENCH_SERVER_LOG=FILE keeps the server's log for profiling.
+        let mut keep = std::env::var("BENCH_SERVER_LOG")
+            .ok()
+            .and_then(|p| std::fs::File::create(p).ok());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            for line in lines.map_while(Result::ok) {
+                if let Some(f) = keep.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        });
         Self { child, addr }
     }
 

@@ -91,6 +91,9 @@ pub struct ServeArgs {
     /// Customer Hub access of customers created without saying.
     #[arg(long, env = "HUB_ACCESS_DEFAULT", default_value_t = true, action = clap::ArgAction::Set)]
     pub hub_access_default: bool,
+    /// New customers join the Active organisation that lists their email domain.
+    #[arg(long, env = "ORG_DOMAIN_ASSIGNMENT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub org_domain_assignment: bool,
     /// Seconds in-flight calls get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = 20)]
     pub drain_timeout_secs: u64,
@@ -105,6 +108,7 @@ impl ServeArgs {
         CustomerSettings {
             default_region: self.default_region,
             hub_access_default: self.hub_access_default,
+            org_domain_assignment: self.org_domain_assignment,
         }
     }
 

@@ -14,21 +14,34 @@ use crate::{
     api::{
         customers::CustomerApi,
         gate::{Gate, Readiness},
+        hub::HubApi,
         intake::IntakeApi,
+        organizations::OrganizationApi,
     },
     domain::{
         customers::{CustomerSettings, Customers},
+        hub::HubAccess,
         intake::TicketIntake,
+        organizations::Organizations,
     },
     proto::{
         FILE_DESCRIPTOR_SET,
-        v1::{customer_service_server::CustomerServiceServer, ticket_intake_service_server::TicketIntakeServiceServer},
+        v1::{
+            customer_service_server::CustomerServiceServer, hub_access_service_server::HubAccessServiceServer,
+            organization_service_server::OrganizationServiceServer,
+            ticket_intake_service_server::TicketIntakeServiceServer,
+        },
     },
     store::{PoolSettings, Store},
 };
 
 /// Fully-qualified names of the services health reports on (besides "").
-pub const SERVICE_NAMES: [&str; 2] = ["customers.v1.CustomerService", "customers.v1.TicketIntakeService"];
+pub const SERVICE_NAMES: [&str; 4] = [
+    "customers.v1.CustomerService",
+    "customers.v1.TicketIntakeService",
+    "customers.v1.HubAccessService",
+    "customers.v1.OrganizationService",
+];
 
 /// Everything the server needs.
 #[derive(Debug, Clone)]
@@ -86,7 +99,15 @@ pub async fn serve(
             gate.clone(),
         ))
         .add_service(TicketIntakeServiceServer::with_interceptor(
-            IntakeApi::new(TicketIntake::new(customers)),
+            IntakeApi::new(TicketIntake::new(customers.clone())),
+            gate.clone(),
+        ))
+        .add_service(HubAccessServiceServer::with_interceptor(
+            HubApi::new(HubAccess::new(customers.clone())),
+            gate.clone(),
+        ))
+        .add_service(OrganizationServiceServer::with_interceptor(
+            OrganizationApi::new(Organizations::new(customers)),
             gate,
         ));
 

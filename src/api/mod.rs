@@ -3,5 +3,7 @@
 pub mod convert;
 pub mod customers;
 pub mod gate;
+pub mod hub;
 pub mod intake;
+pub mod organizations;
 pub mod status;

@@ -15,6 +15,8 @@ pub const ERROR_DOMAIN: &str = "customers.v1";
 fn resource_upper(r: Resource) -> &'static str {
     match r {
         Resource::Customer => "CUSTOMER",
+        Resource::Organization => "ORGANIZATION",
+        Resource::Membership => "MEMBERSHIP",
     }
 }
 
@@ -41,11 +43,14 @@ impl From<Error> for Status {
                 info(&reason, &[("id", id)]);
                 (Code::NotFound, err.to_string())
             }
-            Error::AlreadyExists { field, existing_id } => {
-                info(
-                    "CUSTOMER_ALREADY_EXISTS",
-                    &[("customer_id", existing_id), ("field", field)],
-                );
+            Error::AlreadyExists {
+                resource,
+                field,
+                existing_id,
+            } => {
+                let reason = format!("{}_ALREADY_EXISTS", resource_upper(*resource));
+                let id_key = format!("{resource}_id");
+                info(&reason, &[(&id_key, existing_id), ("field", field)]);
                 (Code::AlreadyExists, err.to_string())
             }
             Error::EtagMismatch { resource, id } => {

@@ -91,6 +91,27 @@ pub struct Customer {
 }
 
 impl Customer {
+    /// A new Active customer as it will be stored.
+    pub fn new_active(id: String, draft: &CustomerDraft, source: Source, now: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            name: draft.name.clone(),
+            email: draft.email.as_ref().map(|e| e.as_str().to_owned()),
+            mobile: draft.mobile.as_ref().map(|m| m.e164().to_owned()),
+            attributes: draft.attributes.clone(),
+            state: State::Active,
+            hub_access_enabled: draft.hub_access_enabled,
+            source,
+            create_time: now,
+            update_time: now,
+            delete_time: None,
+            revision: 1,
+            ticket_count: 0,
+            first_ticket_time: None,
+            last_ticket_time: None,
+        }
+    }
+
     /// Opaque version token (AIP-154).
     pub fn etag(&self) -> String {
         etag_of(self.revision)

@@ -26,6 +26,8 @@ pub struct CustomerSettings {
     pub default_region: Region,
     /// Hub access of customers created without saying.
     pub hub_access_default: bool,
+    /// New customers join the Active organisation that claims their email domain.
+    pub org_domain_assignment: bool,
 }
 
 impl Default for CustomerSettings {
@@ -33,6 +35,7 @@ impl Default for CustomerSettings {
         Self {
             default_region: Region::default(),
             hub_access_default: true,
+            org_domain_assignment: false,
         }
     }
 }
@@ -115,6 +118,11 @@ impl Customers {
                 return Err(self.write_failed(e, &draft).await);
             }
         };
+        if self.settings.org_domain_assignment
+            && let Some(email) = &draft.email
+        {
+            super::organizations::link_by_domain(&*txn, &id, email.domain(), Default::default()).await?;
+        }
         if !request_id.is_empty()
             && let Err(e) = q::insert_create_request(&*txn, request_id, &id, now).await
         {
@@ -273,7 +281,7 @@ impl Customers {
         }
         let result = q::set_state(&**txn, before, State::Active, super::now()).await;
         match self.finish_write(result, &before.to_draft()).await {
-            Err(Error::AlreadyExists { field, existing_id }) => Err(Error::FailedPrecondition {
+            Err(Error::AlreadyExists { field, existing_id, .. }) => Err(Error::FailedPrecondition {
                 reason: "IDENTITY_TAKEN",
                 message: format!(
                     "cannot undelete customer {id}: active customer {existing_id} now has the same {field}"
@@ -311,6 +319,7 @@ impl Customers {
                 };
                 match q::live_owner(self.store.conn(), kind, &key).await {
                     Ok(Some(existing_id)) => Error::AlreadyExists {
+                        resource: super::error::Resource::Customer,
                         field: kind.as_str(),
                         existing_id,
                     },

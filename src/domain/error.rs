@@ -31,12 +31,16 @@ impl fmt::Display for FieldViolation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resource {
     Customer,
+    Organization,
+    Membership,
 }
 
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Resource::Customer => "customer",
+            Resource::Organization => "organization",
+            Resource::Membership => "membership",
         })
     }
 }
@@ -50,9 +54,13 @@ pub enum Error {
     /// The resource does not exist.
     #[error("{resource} {id:?} not found")]
     NotFound { resource: Resource, id: String },
-    /// Another Active customer holds the same identifier.
-    #[error("an active customer with this {field} already exists: {existing_id}")]
-    AlreadyExists { field: &'static str, existing_id: String },
+    /// Another Active resource holds the same unique value.
+    #[error("an active {resource} with this {field} already exists: {existing_id}")]
+    AlreadyExists {
+        resource: Resource,
+        field: &'static str,
+        existing_id: String,
+    },
     /// The caller's etag is stale.
     #[error("{resource} {id:?} was changed by someone else (etag mismatch); get it again and retry")]
     EtagMismatch { resource: Resource, id: String },

@@ -7,24 +7,35 @@
 //! Race-free: the unique identity index decides who creates; losers retry
 //! and match the winner. Idempotent: the answer per ticket is stored.
 
-use std::collections::HashMap;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use sea_orm::{DbBackend, DbErr};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{
     Error, FieldViolation,
     customer::{Customer, CustomerDraft, CustomerInput, Source, State},
     customers::{Customers, new_id},
+    organizations::{DefaultRights, link_by_domain, link_by_name},
 };
 use crate::store::{
     WriteTxn,
     customers::{self as q, IdentityKind, WriteError},
     entities::ticket_link,
-    intake::{self as iq, Owners},
+    intake::{self as iq, Keys, Owners},
 };
 
 /// Longest accepted ticket id.
 const MAX_TICKET_ID: usize = 128;
 /// Attempts before giving up on a hot contended identity.
 const ATTEMPTS: usize = 8;
+/// Most tickets resolved in one batch transaction.
+const MAX_BATCH: usize = 256;
+/// The attribute that links a requester to an organisation by name.
+pub const ORGANIZATION: &str = "organization";
 
 /// What the ticketing platform sends.
 #[derive(Debug, Clone, Default)]
@@ -75,9 +86,25 @@ pub struct Resolution {
 }
 
 /// The intake use case.
+///
+/// Calls queue for batch writers that resolve whatever has accumulated in
+/// one transaction with set-based statements (group commit): the cost of a
+/// transaction is paid once per batch instead of once per ticket. Tickets a
+/// batch should not decide alone (fill-in, restore, a ticket twice in one
+/// batch) and whole batches that fail (a concurrent replica won a race) go
+/// through the single-ticket path, which handles every case.
 #[derive(Clone, Debug)]
 pub struct TicketIntake {
     customers: Customers,
+    queue: mpsc::Sender<Job>,
+}
+
+/// One queued ticket; the answer is `None` when the batch defers it.
+#[derive(Debug)]
+struct Job {
+    ticket_id: String,
+    draft: CustomerDraft,
+    reply: oneshot::Sender<Option<Resolution>>,
 }
 
 enum Attempt {
@@ -86,20 +113,56 @@ enum Attempt {
 }
 
 impl TicketIntake {
-    /// Intake over the customer directory.
+    /// Intake over the customer directory; starts the batch writers (one on
+    /// SQLite, which has one writer anyway; four on server databases).
     pub fn new(customers: Customers) -> Self {
-        Self { customers }
+        let writers = match customers.store().backend() {
+            DbBackend::Sqlite => 1,
+            _ => 4,
+        };
+        let (queue, jobs) = mpsc::channel(4 * MAX_BATCH);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for _ in 0..writers {
+            tokio::spawn(batch_writer(customers.clone(), jobs.clone()));
+        }
+        Self { customers, queue }
     }
 
     /// Resolves the ticket's customer; see the module docs.
     pub async fn resolve(&self, request: TicketRequester) -> Result<Resolution, Error> {
         let (ticket_id, draft) = self.validate(request)?;
+        if self.links_organizations(&draft) {
+            return self.resolve_one(&ticket_id, &draft).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            ticket_id: ticket_id.clone(),
+            draft: draft.clone(),
+            reply,
+        };
+        if self.queue.send(job).await.is_ok()
+            && let Ok(Some(resolution)) = answer.await
+        {
+            return Ok(resolution);
+        }
+        self.resolve_one(&ticket_id, &draft).await
+    }
+
+    /// Tickets that may join organisations take the single-ticket path.
+    fn links_organizations(&self, draft: &CustomerDraft) -> bool {
+        draft.attributes.get(ORGANIZATION).is_some_and(|o| !o.trim().is_empty())
+            || (self.customers.settings().org_domain_assignment && draft.email.is_some())
+    }
+
+    /// The single-ticket path: every case, retried until the races settle.
+    async fn resolve_one(&self, ticket_id: &str, draft: &CustomerDraft) -> Result<Resolution, Error> {
+        let ticket_id = ticket_id.to_owned();
         let store = self.customers.store();
         if let Some(link) = iq::find_link(store.conn(), &ticket_id).await? {
             return self.replay(link).await;
         }
         for _ in 0..ATTEMPTS {
-            if let Attempt::Done(resolution) = self.attempt(&ticket_id, &draft).await? {
+            if let Attempt::Done(resolution) = self.attempt(&ticket_id, draft).await? {
                 return Ok(*resolution);
             }
         }
@@ -216,6 +279,26 @@ impl TicketIntake {
             }
         };
 
+        // Organisation links: by the `organization` attribute (created if
+        // missing), and for new customers by email domain when enabled.
+        let id = resolution.customer.id.clone();
+        let linked = async {
+            if let Some(name) = draft.attributes.get(ORGANIZATION) {
+                link_by_name(&*txn, &id, name, DefaultRights::default()).await?;
+            }
+            if resolution.created
+                && self.customers.settings().org_domain_assignment
+                && let Some(email) = &draft.email
+            {
+                link_by_domain(&*txn, &id, email.domain(), DefaultRights::default()).await?;
+            }
+            Ok::<_, DbErr>(())
+        };
+        match linked.await {
+            Ok(()) => {}
+            Err(e) if crate::store::is_unique_violation(&e) => return Ok(Attempt::Retry),
+            Err(e) => return Err(e.into()),
+        }
         iq::count_ticket(&*txn, &resolution.customer.id, now).await?;
         let link = ticket_link::Model {
             ticket_id: ticket_id.to_owned(),
@@ -299,4 +382,241 @@ fn fill_in(customer: &Customer, ticket: &CustomerDraft, owners: &Owners) -> Opti
         }
     }
     (draft != before).then_some(draft)
+}
+
+/// Drains the queue in batches until the intake is dropped.
+async fn batch_writer(customers: Customers, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut jobs = jobs.lock().await;
+            match jobs.recv().await {
+                Some(job) => batch.push(job),
+                None => return,
+            }
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        let started = std::time::Instant::now();
+        let answers = match resolve_batch(&customers, &batch).await {
+            Ok(answers) => {
+                let deferred = answers.iter().filter(|a| a.is_none()).count();
+                tracing::debug!(size = batch.len(), deferred, elapsed = ?started.elapsed(), "intake batch");
+                answers
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, size = batch.len(), "intake batch deferred to the single-ticket path");
+                vec![None; batch.len()]
+            }
+        };
+        for (job, answer) in batch.into_iter().zip(answers) {
+            // The caller may have gone (deadline, cancel); its ticket is stored anyway.
+            let _ = job.reply.send(answer);
+        }
+    }
+}
+
+/// What the batch decided for one ticket.
+enum Decision {
+    Replay(ticket_link::Model),
+    Resolved {
+        customer_id: String,
+        created: bool,
+        matched_by: MatchedBy,
+        conflicting: Option<String>,
+    },
+}
+
+/// Resolves the simple tickets of a batch in one transaction; `None` for
+/// each ticket left to the single-ticket path.
+async fn resolve_batch(customers: &Customers, jobs: &[Job]) -> Result<Vec<Option<Resolution>>, DbErr> {
+    let txn = customers.store().begin_write().await?;
+    let now = super::now();
+
+    let ticket_ids: Vec<String> = jobs.iter().map(|j| j.ticket_id.clone()).collect();
+    let links: HashMap<String, ticket_link::Model> = iq::find_links(&*txn, &ticket_ids)
+        .await?
+        .into_iter()
+        .map(|l| (l.ticket_id.clone(), l))
+        .collect();
+    let key_of = |j: &Job| {
+        (
+            j.draft
+                .email
+                .as_ref()
+                .map(|e| (IdentityKind::Email, e.normalised().to_owned())),
+            j.draft
+                .mobile
+                .as_ref()
+                .map(|m| (IdentityKind::Mobile, m.e164().to_owned())),
+        )
+    };
+    let mut keys = Keys::default();
+    for job in jobs.iter().filter(|j| !links.contains_key(&j.ticket_id)) {
+        let (email, mobile) = key_of(job);
+        keys.emails.extend(email.map(|k| k.1));
+        keys.mobiles.extend(mobile.map(|k| k.1));
+    }
+    let owners = iq::live_owner_map(&*txn, &keys).await?;
+    // Restore candidates only matter for identities nobody live holds.
+    let unowned = Keys {
+        emails: keys
+            .emails
+            .into_iter()
+            .filter(|k| !owners.contains_key(&(IdentityKind::Email, k.clone())))
+            .collect(),
+        mobiles: keys
+            .mobiles
+            .into_iter()
+            .filter(|k| !owners.contains_key(&(IdentityKind::Mobile, k.clone())))
+            .collect(),
+    };
+    let deleted = iq::deleted_keys(&*txn, &unowned).await?;
+    let mut wanted: Vec<String> = owners
+        .values()
+        .chain(links.values().map(|l| &l.customer_id))
+        .cloned()
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut known: HashMap<String, Customer> = q::find_many(&*txn, &wanted)
+        .await?
+        .into_iter()
+        .map(|c| (c.id.clone(), c))
+        .collect();
+
+    let mut pending: HashMap<(IdentityKind, String), String> = HashMap::new();
+    let mut created: Vec<(Customer, CustomerDraft)> = Vec::new();
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    let mut seen = HashSet::new();
+    let mut decisions = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if !seen.insert(job.ticket_id.as_str()) {
+            decisions.push(None); // the same ticket twice: replay after commit
+            continue;
+        }
+        if let Some(link) = links.get(&job.ticket_id) {
+            decisions.push(Some(Decision::Replay(link.clone())));
+            continue;
+        }
+        let (email, mobile) = key_of(job);
+        let owner = |key: &Option<(IdentityKind, String)>| {
+            key.as_ref()
+                .and_then(|k| owners.get(k).or_else(|| pending.get(k)))
+                .cloned()
+        };
+        let ticket_owners = Owners {
+            email: owner(&email),
+            mobile: owner(&mobile),
+        };
+        let (customer_id, matched_by, conflicting) = match (&ticket_owners.email, &ticket_owners.mobile) {
+            (Some(a), b) => (a.clone(), MatchedBy::Email, b.clone().filter(|b| b != a)),
+            (None, Some(b)) => (b.clone(), MatchedBy::Mobile, None),
+            (None, None) => {
+                if [&email, &mobile].into_iter().flatten().any(|k| deleted.contains(k)) {
+                    decisions.push(None); // a restore: single-ticket path
+                    continue;
+                }
+                let customer = Customer::new_active(new_id(), &job.draft, Source::Ticket, now);
+                for key in [email, mobile].into_iter().flatten() {
+                    pending.insert(key, customer.id.clone());
+                }
+                *counts.entry(customer.id.clone()).or_default() += 1;
+                decisions.push(Some(Decision::Resolved {
+                    customer_id: customer.id.clone(),
+                    created: true,
+                    matched_by: MatchedBy::None,
+                    conflicting: None,
+                }));
+                created.push((customer, job.draft.clone()));
+                continue;
+            }
+        };
+        let customer = known
+            .get(&customer_id)
+            .or_else(|| created.iter().map(|(c, _)| c).find(|c| c.id == customer_id));
+        match customer {
+            Some(customer) if fill_in(customer, &job.draft, &ticket_owners).is_none() => {
+                *counts.entry(customer_id.clone()).or_default() += 1;
+                decisions.push(Some(Decision::Resolved {
+                    customer_id,
+                    created: false,
+                    matched_by,
+                    conflicting,
+                }));
+            }
+            _ => decisions.push(None), // fill-in: single-ticket path
+        }
+    }
+
+    // New customers are written with their final counters; the rest get one UPDATE.
+    for (customer, _) in &mut created {
+        customer.ticket_count = counts.remove(&customer.id).unwrap_or(0);
+        customer.first_ticket_time = Some(now);
+        customer.last_ticket_time = Some(now);
+    }
+    q::insert_many(&*txn, &created).await?;
+    let existing_counts: Vec<(String, i64)> = counts.iter().map(|(id, n)| (id.clone(), *n)).collect();
+    iq::count_tickets(&*txn, &existing_counts, now).await?;
+    let new_links: Vec<ticket_link::Model> = jobs
+        .iter()
+        .zip(&decisions)
+        .filter_map(|(job, decision)| match decision {
+            Some(Decision::Resolved {
+                customer_id,
+                created,
+                matched_by,
+                conflicting,
+            }) => Some(ticket_link::Model {
+                ticket_id: job.ticket_id.clone(),
+                customer_id: customer_id.clone(),
+                created: *created,
+                matched_by: matched_by.as_str().to_owned(),
+                conflicting_customer_id: conflicting.clone(),
+                restored: false,
+                create_time: now,
+            }),
+            _ => None,
+        })
+        .collect();
+    iq::insert_links(&*txn, new_links).await?;
+    txn.commit().await?;
+
+    // Answers show each customer as the batch left it.
+    for (id, n) in &counts {
+        if let Some(c) = known.get_mut(id) {
+            c.ticket_count += n;
+            c.first_ticket_time.get_or_insert(now);
+            c.last_ticket_time = Some(now);
+        }
+    }
+    known.extend(created.into_iter().map(|(c, _)| (c.id.clone(), c)));
+    Ok(decisions
+        .into_iter()
+        .map(|decision| match decision? {
+            Decision::Replay(link) => Some(Resolution {
+                customer: known.get(&link.customer_id)?.clone(),
+                created: link.created,
+                matched_by: MatchedBy::parse(&link.matched_by),
+                conflicting_customer_id: link.conflicting_customer_id,
+                restored: link.restored,
+            }),
+            Decision::Resolved {
+                customer_id,
+                created,
+                matched_by,
+                conflicting,
+            } => Some(Resolution {
+                customer: known.get(&customer_id)?.clone(),
+                created,
+                matched_by,
+                conflicting_customer_id: conflicting,
+                restored: false,
+            }),
+        })
+        .collect())
 }

@@ -7,9 +7,11 @@ pub mod customers;
 pub mod email;
 pub mod error;
 pub mod filter;
+pub mod hub;
 pub mod intake;
 pub mod mobile;
 pub mod name;
+pub mod organizations;
 pub mod page;
 
 pub use error::{Error, FieldViolation};

@@ -20,8 +20,8 @@ pub const EMAIL: &str = "email";
 /// Identity kinds as stored.
 pub const MOBILE: &str = "mobile";
 
-/// Which stored identity a unique violation was about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which kind of identity: an email or a mobile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IdentityKind {
     Email,
     Mobile,
@@ -112,26 +112,90 @@ pub async fn insert(
     source: Source,
     now: DateTime<Utc>,
 ) -> Result<Customer, WriteError> {
-    let model = customer::ActiveModel {
-        id: Set(id.to_owned()),
-        name: Set(draft.name.clone()),
-        email: Set(draft.email.as_ref().map(|e| e.as_str().to_owned())),
-        mobile: Set(draft.mobile.as_ref().map(|m| m.e164().to_owned())),
-        attributes: Set(attributes_json(&draft.attributes)),
-        state: Set(State::Active.as_str().to_owned()),
-        hub_access_enabled: Set(draft.hub_access_enabled),
-        source: Set(source.as_str().to_owned()),
-        revision: Set(1),
-        create_time: Set(now),
-        update_time: Set(now),
-        delete_time: Set(None),
-        ticket_count: Set(0),
-        first_ticket_time: Set(None),
-        last_ticket_time: Set(None),
-    };
-    customer::Entity::insert(model).exec_without_returning(db).await?;
+    let customer = Customer::new_active(id.to_owned(), draft, source, now);
+    customer::Entity::insert(customer_row(&customer))
+        .exec_without_returning(db)
+        .await?;
     insert_identities(db, id, draft, true).await?;
-    find(db, id).await?.ok_or(WriteError::Stale)
+    Ok(customer)
+}
+
+/// Inserts new customers and their (live) identities with multi-row
+/// statements. A unique violation fails the whole call.
+pub async fn insert_many(db: &impl ConnectionTrait, new: &[(Customer, CustomerDraft)]) -> Result<(), DbErr> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    // Bind-parameter limit: 65,535 per statement; 15 columns per customer.
+    for chunk in new.chunks(1000) {
+        customer::Entity::insert_many(chunk.iter().map(|(c, _)| customer_row(c)))
+            .exec_without_returning(db)
+            .await?;
+        let identities = chunk.iter().flat_map(|(c, d)| identity_rows(&c.id, d, true));
+        identity::Entity::insert_many(identities)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Customers by id, in no particular order; missing ids are left out.
+pub async fn find_many(db: &impl ConnectionTrait, ids: &[String]) -> Result<Vec<Customer>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    customer::Entity::find()
+        .filter(customer::Column::Id.is_in(ids.iter().cloned()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_domain)
+        .collect()
+}
+
+fn customer_row(c: &Customer) -> customer::ActiveModel {
+    customer::ActiveModel {
+        id: Set(c.id.clone()),
+        name: Set(c.name.clone()),
+        email: Set(c.email.clone()),
+        mobile: Set(c.mobile.clone()),
+        attributes: Set(attributes_json(&c.attributes)),
+        state: Set(c.state.as_str().to_owned()),
+        hub_access_enabled: Set(c.hub_access_enabled),
+        source: Set(c.source.as_str().to_owned()),
+        revision: Set(c.revision),
+        create_time: Set(c.create_time),
+        update_time: Set(c.update_time),
+        delete_time: Set(c.delete_time),
+        ticket_count: Set(c.ticket_count),
+        first_ticket_time: Set(c.first_ticket_time),
+        last_ticket_time: Set(c.last_ticket_time),
+    }
+}
+
+/// Identity rows of a draft: (kind, normalised, original) for each set one.
+fn identity_rows(id: &str, draft: &CustomerDraft, live: bool) -> Vec<identity::ActiveModel> {
+    let email = draft
+        .email
+        .as_ref()
+        .map(|e| (IdentityKind::Email, e.normalised(), e.as_str()));
+    let mobile = draft
+        .mobile
+        .as_ref()
+        .map(|m| (IdentityKind::Mobile, m.e164(), m.original()));
+    [email, mobile]
+        .into_iter()
+        .flatten()
+        .map(|(kind, normalised, original)| identity::ActiveModel {
+            id: NotSet,
+            customer_id: Set(id.to_owned()),
+            kind: Set(kind.as_str().to_owned()),
+            normalized: Set(normalised.to_owned()),
+            original: Set(original.to_owned()),
+            is_primary: Set(true),
+            live_key: Set(live.then(|| normalised.to_owned())),
+        })
+        .collect()
 }
 
 /// Inserts the draft's identities; `live` is false for deleted customers.
@@ -141,24 +205,12 @@ async fn insert_identities(
     draft: &CustomerDraft,
     live: bool,
 ) -> Result<(), WriteError> {
-    let email = draft
-        .email
-        .as_ref()
-        .map(|e| (IdentityKind::Email, e.normalised(), e.as_str()));
-    let mobile = draft
-        .mobile
-        .as_ref()
-        .map(|m| (IdentityKind::Mobile, m.e164(), m.original()));
     // One statement per identity, so a violation says which one it was.
-    for (kind, normalised, original) in [email, mobile].into_iter().flatten() {
-        let row = identity::ActiveModel {
-            id: NotSet,
-            customer_id: Set(id.to_owned()),
-            kind: Set(kind.as_str().to_owned()),
-            normalized: Set(normalised.to_owned()),
-            original: Set(original.to_owned()),
-            is_primary: Set(true),
-            live_key: Set(live.then(|| normalised.to_owned())),
+    for row in identity_rows(id, draft, live) {
+        let kind = if row.kind.as_ref() == EMAIL {
+            IdentityKind::Email
+        } else {
+            IdentityKind::Mobile
         };
         identity::Entity::insert(row)
             .exec_without_returning(db)

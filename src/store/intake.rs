@@ -125,3 +125,144 @@ pub async fn count_ticket(db: &impl ConnectionTrait, customer_id: &str, at: Date
         .await?;
     Ok(())
 }
+
+/// Stored answers for any of `ticket_ids`.
+pub async fn find_links(db: &impl ConnectionTrait, ticket_ids: &[String]) -> Result<Vec<ticket_link::Model>, DbErr> {
+    if ticket_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    ticket_link::Entity::find()
+        .filter(ticket_link::Column::TicketId.is_in(ticket_ids.iter().cloned()))
+        .all(db)
+        .await
+}
+
+/// Identity keys to look up in bulk.
+#[derive(Debug, Default)]
+pub struct Keys {
+    pub emails: Vec<String>,
+    pub mobiles: Vec<String>,
+}
+
+impl Keys {
+    fn condition(&self, column: identity::Column) -> Option<sea_orm::Condition> {
+        let mut any = sea_orm::Condition::any();
+        let mut used = false;
+        for (kind, keys) in [
+            (IdentityKind::Email, &self.emails),
+            (IdentityKind::Mobile, &self.mobiles),
+        ] {
+            if !keys.is_empty() {
+                used = true;
+                any = any.add(
+                    identity::Column::Kind
+                        .eq(kind.as_str())
+                        .and(column.is_in(keys.iter().cloned())),
+                );
+            }
+        }
+        used.then_some(any)
+    }
+}
+
+/// Live owners of many identities: (kind, normalised) → customer id.
+pub async fn live_owner_map(
+    db: &impl ConnectionTrait,
+    keys: &Keys,
+) -> Result<std::collections::HashMap<(IdentityKind, String), String>, DbErr> {
+    let Some(condition) = keys.condition(identity::Column::LiveKey) else {
+        return Ok(Default::default());
+    };
+    let rows: Vec<(String, Option<String>, String)> = identity::Entity::find()
+        .select_only()
+        .column(identity::Column::Kind)
+        .column(identity::Column::LiveKey)
+        .column(identity::Column::CustomerId)
+        .filter(condition)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(kind, key, id)| Some(((kind_of(&kind), key?), id)))
+        .collect())
+}
+
+/// Which of `keys` belong to deleted customers (restore candidates).
+pub async fn deleted_keys(
+    db: &impl ConnectionTrait,
+    keys: &Keys,
+) -> Result<std::collections::HashSet<(IdentityKind, String)>, DbErr> {
+    let Some(condition) = keys.condition(identity::Column::Normalized) else {
+        return Ok(Default::default());
+    };
+    let rows: Vec<(String, String)> = identity::Entity::find()
+        .select_only()
+        .column(identity::Column::Kind)
+        .column(identity::Column::Normalized)
+        .filter(condition)
+        .filter(identity::Column::LiveKey.is_null())
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|(kind, key)| (kind_of(&kind), key)).collect())
+}
+
+fn kind_of(stored: &str) -> IdentityKind {
+    if stored == IdentityKind::Email.as_str() {
+        IdentityKind::Email
+    } else {
+        IdentityKind::Mobile
+    }
+}
+
+/// Adds `n` tickets to each listed customer, in one statement.
+pub async fn count_tickets(
+    db: &impl ConnectionTrait,
+    counts: &[(String, i64)],
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    use super::entities::customer;
+    use sea_orm::sea_query::CaseStatement;
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let mut case = CaseStatement::new();
+    for (id, n) in counts {
+        case = case.case(Expr::col(customer::Column::Id).eq(id.as_str()), Expr::val(*n));
+    }
+    let increment = Expr::Case(Box::new(case.finally(Expr::val(0i64))));
+    customer::Entity::update_many()
+        .col_expr(
+            customer::Column::TicketCount,
+            Expr::col(customer::Column::TicketCount).add(increment),
+        )
+        .col_expr(
+            customer::Column::FirstTicketTime,
+            Func::coalesce([Expr::col(customer::Column::FirstTicketTime), Expr::value(at)]).into(),
+        )
+        .col_expr(customer::Column::LastTicketTime, Expr::value(at))
+        .filter(customer::Column::Id.is_in(counts.iter().map(|(id, _)| id.clone())))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Stores many answers in one statement.
+pub async fn insert_links(db: &impl ConnectionTrait, links: Vec<ticket_link::Model>) -> Result<(), DbErr> {
+    for chunk in links.chunks(5000) {
+        let rows = chunk.iter().cloned().map(|l| ticket_link::ActiveModel {
+            ticket_id: Set(l.ticket_id),
+            customer_id: Set(l.customer_id),
+            created: Set(l.created),
+            matched_by: Set(l.matched_by),
+            conflicting_customer_id: Set(l.conflicting_customer_id),
+            restored: Set(l.restored),
+            create_time: Set(l.create_time),
+        });
+        ticket_link::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}

@@ -3,8 +3,10 @@
 
 pub mod customers;
 pub mod entities;
+pub mod hub;
 pub mod intake;
 pub mod migration;
+pub mod organizations;
 
 use std::{sync::Arc, time::Duration};
 

@@ -39,6 +39,8 @@ async fn grpcurl_lists_describes_and_creates() {
     for service in [
         "customers.v1.CustomerService",
         "customers.v1.TicketIntakeService",
+        "customers.v1.HubAccessService",
+        "customers.v1.OrganizationService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     ] {
@@ -100,6 +102,38 @@ async fn grpcurl_lists_describes_and_creates() {
         ],
     );
     assert!(ok && updated.contains("Ada King"), "{updated}");
+
+    // Operators set the Hub's support contact and denied message.
+    let settings = r#"{"settings": {"supportEmail": "help@example.com", "supportPhone": "020 7946 0018", "deniedMessage": "Call us."}, "updateMask": {"paths": ["support_email", "support_phone", "denied_message"]}}"#;
+    let (ok, out) = grpcurl(
+        &bin,
+        &[
+            "-plaintext",
+            "-d",
+            settings,
+            &addr,
+            "customers.v1.HubAccessService/UpdateHubSettings",
+        ],
+    );
+    assert!(ok && out.contains("+442079460018"), "{out}");
+    let (ok, out) = grpcurl(
+        &bin,
+        &[
+            "-plaintext",
+            "-d",
+            r#"{"email": "nobody@example.com"}"#,
+            &addr,
+            "customers.v1.HubAccessService/CheckHubLogin",
+        ],
+    );
+    assert!(ok, "{out}");
+    let denied: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(denied["message"], "Call us.");
+    assert_eq!(denied["supportContact"]["email"], "help@example.com");
+    assert!(
+        denied.get("allowed").is_none(),
+        "false is omitted in proto3 JSON: {out}"
+    );
 
     child.kill().ok();
     child.wait().ok();

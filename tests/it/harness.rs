@@ -5,7 +5,8 @@ use std::{net::SocketAddr, time::Duration};
 use customer_service::{
     domain::customers::CustomerSettings,
     proto::v1::{
-        self as pb, customer_service_client::CustomerServiceClient,
+        self as pb, customer_service_client::CustomerServiceClient, hub_access_service_client::HubAccessServiceClient,
+        organization_service_client::OrganizationServiceClient,
         ticket_intake_service_client::TicketIntakeServiceClient,
     },
     server::{self, ServerConfig},
@@ -24,6 +25,8 @@ pub struct TestApp {
     #[allow(dead_code)]
     pub intake: TicketIntakeServiceClient<Channel>,
     pub health: HealthClient<Channel>,
+    pub hub: HubAccessServiceClient<Channel>,
+    pub orgs: OrganizationServiceClient<Channel>,
     pub db: TestDb,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
@@ -193,7 +196,9 @@ pub async fn spawn_on(db: TestDb, settings: CustomerSettings) -> TestApp {
         addr,
         customers: CustomerServiceClient::new(channel.clone()),
         intake: TicketIntakeServiceClient::new(channel.clone()),
-        health: HealthClient::new(channel),
+        health: HealthClient::new(channel.clone()),
+        hub: HubAccessServiceClient::new(channel.clone()),
+        orgs: OrganizationServiceClient::new(channel),
         db,
         stop: Some(stop),
         handle: Some(handle),

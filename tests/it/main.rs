@@ -6,5 +6,7 @@ mod harness;
 
 mod customers;
 mod external;
+mod hub;
 mod intake;
 mod lifecycle;
+mod organizations;

@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_customers;
 mod m20261125_000002_create_ticket_links;
+mod m20261125_000003_create_hub_and_organizations;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_customers::Migration),
             Box::new(m20261125_000002_create_ticket_links::Migration),
+            Box::new(m20261125_000003_create_hub_and_organizations::Migration),
         ]
     }
 }

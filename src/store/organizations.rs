@@ -1,0 +1,288 @@
+//! Organisation, domain and membership queries.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
+};
+
+use super::entities::{membership, organization, organization_domain};
+use crate::domain::{
+    customer::State,
+    organizations::{Membership, Organization, OrganizationDraft},
+};
+
+fn to_domain(m: organization::Model) -> Result<Organization, DbErr> {
+    let corrupt = |what: &str| DbErr::Custom(format!("organization {} has a corrupt {what}", m.id));
+    Ok(Organization {
+        domains: serde_json::from_str(&m.domains).map_err(|_| corrupt("domains"))?,
+        attributes: serde_json::from_str(&m.attributes).map_err(|_| corrupt("attributes"))?,
+        state: State::parse(&m.state).ok_or_else(|| corrupt("state"))?,
+        id: m.id,
+        name: m.name,
+        revision: m.revision,
+        create_time: m.create_time,
+        update_time: m.update_time,
+        delete_time: m.delete_time,
+    })
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// The organisation with `id`, deleted or not.
+pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<Organization>, DbErr> {
+    organization::Entity::find_by_id(id.to_owned())
+        .one(db)
+        .await?
+        .map(to_domain)
+        .transpose()
+}
+
+/// The Active organisation with this name (case-insensitive).
+pub async fn find_live_by_name(db: &impl ConnectionTrait, name: &str) -> Result<Option<Organization>, DbErr> {
+    organization::Entity::find()
+        .filter(organization::Column::LiveNameKey.eq(name.trim().to_lowercase()))
+        .one(db)
+        .await?
+        .map(to_domain)
+        .transpose()
+}
+
+/// The oldest Active organisation claiming an email domain.
+pub async fn find_live_by_domain(db: &impl ConnectionTrait, domain: &str) -> Result<Option<Organization>, DbErr> {
+    let ids: Vec<String> = organization_domain::Entity::find()
+        .select_only()
+        .column(organization_domain::Column::OrganizationId)
+        .filter(organization_domain::Column::Domain.eq(domain))
+        .into_tuple()
+        .all(db)
+        .await?;
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    organization::Entity::find()
+        .filter(organization::Column::Id.is_in(ids))
+        .filter(organization::Column::State.eq(State::Active.as_str()))
+        .order_by_asc(organization::Column::Id)
+        .one(db)
+        .await?
+        .map(to_domain)
+        .transpose()
+}
+
+/// Inserts a new Active organisation; a unique violation means the name is taken.
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    id: &str,
+    draft: &OrganizationDraft,
+    now: DateTime<Utc>,
+) -> Result<Organization, DbErr> {
+    let row = organization::ActiveModel {
+        id: Set(id.to_owned()),
+        name: Set(draft.name.clone()),
+        live_name_key: Set(Some(draft.name.to_lowercase())),
+        domains: Set(json(&draft.domains)),
+        attributes: Set(json(&draft.attributes)),
+        state: Set(State::Active.as_str().to_owned()),
+        revision: Set(1),
+        create_time: Set(now),
+        update_time: Set(now),
+        delete_time: Set(None),
+    };
+    organization::Entity::insert(row).exec_without_returning(db).await?;
+    replace_domains(db, id, &draft.domains).await?;
+    find(db, id).await?.ok_or_else(|| DbErr::RecordNotFound(id.to_owned()))
+}
+
+async fn replace_domains(db: &impl ConnectionTrait, id: &str, domains: &[String]) -> Result<(), DbErr> {
+    organization_domain::Entity::delete_many()
+        .filter(organization_domain::Column::OrganizationId.eq(id))
+        .exec(db)
+        .await?;
+    if !domains.is_empty() {
+        let rows = domains.iter().map(|d| organization_domain::ActiveModel {
+            domain: Set(d.clone()),
+            organization_id: Set(id.to_owned()),
+        });
+        organization_domain::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes `draft` and/or `state` over `before` if it is still at its revision.
+/// `Ok(None)` means someone changed it meanwhile.
+pub async fn save(
+    db: &impl ConnectionTrait,
+    before: &Organization,
+    draft: &OrganizationDraft,
+    state: State,
+    now: DateTime<Utc>,
+) -> Result<Option<Organization>, DbErr> {
+    let live_key = (state == State::Active).then(|| draft.name.to_lowercase());
+    let delete_time = match state {
+        State::Active => None,
+        State::Deleted => Some(before.delete_time.unwrap_or(now)),
+    };
+    let updated = organization::Entity::update_many()
+        .col_expr(organization::Column::Name, Expr::value(draft.name.clone()))
+        .col_expr(organization::Column::LiveNameKey, Expr::value(live_key))
+        .col_expr(organization::Column::Domains, Expr::value(json(&draft.domains)))
+        .col_expr(organization::Column::Attributes, Expr::value(json(&draft.attributes)))
+        .col_expr(organization::Column::State, Expr::value(state.as_str()))
+        .col_expr(organization::Column::DeleteTime, Expr::value(delete_time))
+        .col_expr(organization::Column::Revision, Expr::value(before.revision + 1))
+        .col_expr(organization::Column::UpdateTime, Expr::value(now))
+        .filter(organization::Column::Id.eq(before.id.as_str()))
+        .filter(organization::Column::Revision.eq(before.revision))
+        .exec(db)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Ok(None);
+    }
+    if draft.domains != before.domains {
+        replace_domains(db, &before.id, &draft.domains).await?;
+    }
+    find(db, &before.id).await
+}
+
+/// A page of organisations in id order.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    show_deleted: bool,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<Vec<Organization>, DbErr> {
+    let mut query = organization::Entity::find();
+    if !show_deleted {
+        query = query.filter(organization::Column::State.eq(State::Active.as_str()));
+    }
+    if let Some(after) = after {
+        query = query.filter(organization::Column::Id.gt(after));
+    }
+    query
+        .order_by_asc(organization::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_domain)
+        .collect()
+}
+
+fn membership_of(m: membership::Model) -> Membership {
+    Membership {
+        organization_id: m.organization_id,
+        customer_id: m.customer_id,
+        can_view_tickets: m.can_view_tickets,
+        can_create_tickets: m.can_create_tickets,
+        create_time: m.create_time,
+        update_time: m.update_time,
+    }
+}
+
+/// One membership.
+pub async fn find_membership(
+    db: &impl ConnectionTrait,
+    organization_id: &str,
+    customer_id: &str,
+) -> Result<Option<Membership>, DbErr> {
+    Ok(
+        membership::Entity::find_by_id((organization_id.to_owned(), customer_id.to_owned()))
+            .one(db)
+            .await?
+            .map(membership_of),
+    )
+}
+
+/// Inserts a membership; a unique violation means it exists already.
+pub async fn insert_membership(db: &impl ConnectionTrait, m: &Membership) -> Result<(), DbErr> {
+    let row = membership::ActiveModel {
+        organization_id: Set(m.organization_id.clone()),
+        customer_id: Set(m.customer_id.clone()),
+        can_view_tickets: Set(m.can_view_tickets),
+        can_create_tickets: Set(m.can_create_tickets),
+        create_time: Set(m.create_time),
+        update_time: Set(m.update_time),
+    };
+    membership::Entity::insert(row).exec_without_returning(db).await?;
+    Ok(())
+}
+
+/// Sets the rights of an existing membership.
+pub async fn update_rights(db: &impl ConnectionTrait, m: &Membership) -> Result<(), DbErr> {
+    membership::Entity::update_many()
+        .col_expr(membership::Column::CanViewTickets, Expr::value(m.can_view_tickets))
+        .col_expr(membership::Column::CanCreateTickets, Expr::value(m.can_create_tickets))
+        .col_expr(membership::Column::UpdateTime, Expr::value(m.update_time))
+        .filter(membership::Column::OrganizationId.eq(m.organization_id.as_str()))
+        .filter(membership::Column::CustomerId.eq(m.customer_id.as_str()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Deletes a membership; false when there was none.
+pub async fn delete_membership(
+    db: &impl ConnectionTrait,
+    organization_id: &str,
+    customer_id: &str,
+) -> Result<bool, DbErr> {
+    let result = membership::Entity::delete_many()
+        .filter(membership::Column::OrganizationId.eq(organization_id))
+        .filter(membership::Column::CustomerId.eq(customer_id))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected > 0)
+}
+
+/// A page of an organisation's members, in customer id order.
+pub async fn list_members(
+    db: &impl ConnectionTrait,
+    organization_id: &str,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<Vec<Membership>, DbErr> {
+    let mut query = membership::Entity::find().filter(membership::Column::OrganizationId.eq(organization_id));
+    if let Some(after) = after {
+        query = query.filter(membership::Column::CustomerId.gt(after));
+    }
+    Ok(query
+        .order_by_asc(membership::Column::CustomerId)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(membership_of)
+        .collect())
+}
+
+/// Every membership of a customer with its organisation.
+pub async fn customer_memberships(
+    db: &impl ConnectionTrait,
+    customer_id: &str,
+) -> Result<Vec<(Membership, Organization)>, DbErr> {
+    let memberships: Vec<Membership> = membership::Entity::find()
+        .filter(membership::Column::CustomerId.eq(customer_id))
+        .order_by_asc(membership::Column::OrganizationId)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(membership_of)
+        .collect();
+    let ids: Vec<String> = memberships.iter().map(|m| m.organization_id.clone()).collect();
+    let orgs: std::collections::HashMap<String, Organization> = organization::Entity::find()
+        .filter(organization::Column::Id.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| to_domain(m).map(|o| (o.id.clone(), o)))
+        .collect::<Result<_, _>>()?;
+    Ok(memberships
+        .into_iter()
+        .filter_map(|m| orgs.get(&m.organization_id).cloned().map(|o| (m, o)))
+        .collect())
+}
