@@ -43,6 +43,11 @@ impl Default for PoolSettings {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// SQLite only: a one-connection pool for writes. SQLite drops a
+    /// connection's page cache whenever another connection has written, so
+    /// writing through one connection keeps its cache warm across
+    /// transactions.
+    sqlite_write_conn: Option<DatabaseConnection>,
     /// SQLite allows one writer at a time. Queueing writers here, in
     /// process, is fair and cheap; left to SQLite they would spin on
     /// `busy_timeout`. Readers never take it (WAL lets them run beside a write).
@@ -74,8 +79,25 @@ impl Store {
     /// Connects to `url` (`sqlite://…`, `postgres://…` or `mysql://…`).
     /// A SQLite file is created when missing and tuned for a server.
     pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Self, DbErr> {
+        let db = Database::connect(Self::options(url, pool, pool.max_connections)).await?;
+        if db.get_database_backend() != DbBackend::Sqlite {
+            return Ok(Self {
+                db,
+                sqlite_write_conn: None,
+                sqlite_writer: None,
+            });
+        }
+        let writer = Database::connect(Self::options(url, pool, 1)).await?;
+        Ok(Self {
+            db,
+            sqlite_write_conn: Some(writer),
+            sqlite_writer: Some(Arc::new(Mutex::new(()))),
+        })
+    }
+
+    fn options(url: &str, pool: &PoolSettings, max_connections: u32) -> ConnectOptions {
         let mut opts = ConnectOptions::new(url.to_owned());
-        opts.max_connections(pool.max_connections)
+        opts.max_connections(max_connections)
             .min_connections(1)
             .acquire_timeout(pool.acquire_timeout)
             .connect_timeout(pool.acquire_timeout)
@@ -86,10 +108,10 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
+                    // Reads through the memory map skip a copy per page.
+                    .pragma("mmap_size", "268435456")
             });
-        let db = Database::connect(opts).await?;
-        let sqlite_writer = (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Self { db, sqlite_writer })
+        opts
     }
 
     /// Brings the schema up to date. Safe with several processes starting at
@@ -106,7 +128,7 @@ impl Store {
             }
             _ => {
                 let _writer = self.writer_slot().await;
-                Migrator::up(&self.db, None).await
+                Migrator::up(self.write_conn(), None).await
             }
         }
     }
@@ -126,8 +148,11 @@ impl Store {
         &self.db
     }
 
-    /// Closes the pool.
+    /// Closes the pools.
     pub async fn close(self) -> Result<(), DbErr> {
+        if let Some(writer) = self.sqlite_write_conn {
+            writer.close().await?;
+        }
         self.db.close().await
     }
 
@@ -136,13 +161,17 @@ impl Store {
     pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
         let writer = self.writer_slot().await;
         let txn = self
-            .db
+            .write_conn()
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..Default::default()
             })
             .await?;
         Ok(WriteTxn { txn, _writer: writer })
+    }
+
+    fn write_conn(&self) -> &DatabaseConnection {
+        self.sqlite_write_conn.as_ref().unwrap_or(&self.db)
     }
 
     async fn writer_slot(&self) -> Option<OwnedMutexGuard<()>> {

@@ -61,12 +61,12 @@ impl MigrationTrait for Migration {
                     .col(boolean(Customers::HubAccessEnabled))
                     .col(string_len(Customers::Source, 16))
                     .col(big_integer(Customers::Revision))
-                    .col(timestamp_with_time_zone(Customers::CreateTime))
-                    .col(timestamp_with_time_zone(Customers::UpdateTime))
-                    .col(timestamp_with_time_zone_null(Customers::DeleteTime))
+                    .col(super::utc_time(manager, Customers::CreateTime, false))
+                    .col(super::utc_time(manager, Customers::UpdateTime, false))
+                    .col(super::utc_time(manager, Customers::DeleteTime, true))
                     .col(big_integer(Customers::TicketCount).default(0))
-                    .col(timestamp_with_time_zone_null(Customers::FirstTicketTime))
-                    .col(timestamp_with_time_zone_null(Customers::LastTicketTime))
+                    .col(super::utc_time(manager, Customers::FirstTicketTime, true))
+                    .col(super::utc_time(manager, Customers::LastTicketTime, true))
                     .to_owned(),
             )
             .await?;
@@ -142,7 +142,7 @@ impl MigrationTrait for Migration {
                     .table(CreateRequests::Table)
                     .col(string_len(CreateRequests::RequestId, 128).primary_key())
                     .col(string_len(CreateRequests::CustomerId, 36))
-                    .col(timestamp_with_time_zone(CreateRequests::CreateTime))
+                    .col(super::utc_time(manager, CreateRequests::CreateTime, false))
                     .to_owned(),
             )
             .await

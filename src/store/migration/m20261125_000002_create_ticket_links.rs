@@ -30,7 +30,7 @@ impl MigrationTrait for Migration {
                     .col(string_len(TicketLinks::MatchedBy, 16))
                     .col(string_len_null(TicketLinks::ConflictingCustomerId, 36))
                     .col(boolean(TicketLinks::Restored))
-                    .col(timestamp_with_time_zone(TicketLinks::CreateTime))
+                    .col(super::utc_time(manager, TicketLinks::CreateTime, false))
                     .to_owned(),
             )
             .await?;

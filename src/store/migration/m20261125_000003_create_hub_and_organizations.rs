@@ -62,7 +62,7 @@ impl MigrationTrait for Migration {
                     .col(string_len(HubSettings::SupportPhone, 32))
                     .col(string_len(HubSettings::SupportHours, 200))
                     .col(text(HubSettings::DeniedMessage))
-                    .col(timestamp_with_time_zone(HubSettings::UpdateTime))
+                    .col(super::utc_time(manager, HubSettings::UpdateTime, false))
                     .to_owned(),
             )
             .await?;
@@ -80,9 +80,9 @@ impl MigrationTrait for Migration {
                     .col(text(Organizations::Attributes))
                     .col(string_len(Organizations::State, 16))
                     .col(big_integer(Organizations::Revision))
-                    .col(timestamp_with_time_zone(Organizations::CreateTime))
-                    .col(timestamp_with_time_zone(Organizations::UpdateTime))
-                    .col(timestamp_with_time_zone_null(Organizations::DeleteTime))
+                    .col(super::utc_time(manager, Organizations::CreateTime, false))
+                    .col(super::utc_time(manager, Organizations::UpdateTime, false))
+                    .col(super::utc_time(manager, Organizations::DeleteTime, true))
                     .to_owned(),
             )
             .await?;
@@ -127,8 +127,8 @@ impl MigrationTrait for Migration {
                     .col(string_len(Memberships::CustomerId, 36))
                     .col(boolean(Memberships::CanViewTickets))
                     .col(boolean(Memberships::CanCreateTickets))
-                    .col(timestamp_with_time_zone(Memberships::CreateTime))
-                    .col(timestamp_with_time_zone(Memberships::UpdateTime))
+                    .col(super::utc_time(manager, Memberships::CreateTime, false))
+                    .col(super::utc_time(manager, Memberships::UpdateTime, false))
                     .primary_key(
                         Index::create()
                             .col(Memberships::OrganizationId)

@@ -19,3 +19,25 @@ impl MigratorTrait for Migrator {
         ]
     }
 }
+
+/// A UTC timestamp column with microseconds on every backend. MySQL's
+/// default TIMESTAMP keeps whole seconds and ends in 2038, so it gets
+/// DATETIME(6); SQLite and PostgreSQL keep `timestamp with time zone`.
+pub(crate) fn utc_time(manager: &SchemaManager, column: impl IntoIden, nullable: bool) -> ColumnDef {
+    use sea_orm_migration::schema::{timestamp_with_time_zone, timestamp_with_time_zone_null};
+    if manager.get_database_backend() == sea_orm::DbBackend::MySql {
+        let mut def = ColumnDef::new(column);
+        def.custom(Alias::new("DATETIME(6)"));
+        if nullable {
+            def.null()
+        } else {
+            def.not_null()
+        };
+        return def;
+    }
+    if nullable {
+        timestamp_with_time_zone_null(column)
+    } else {
+        timestamp_with_time_zone(column)
+    }
+}
