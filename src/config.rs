@@ -28,6 +28,23 @@ pub enum Command {
     Serve(ServeArgs),
     /// Bring the database schema up to date, then exit.
     Migrate(DatabaseArgs),
+    /// Manage caller tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// Token commands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a fresh random token (once) and the tokens-file block for it.
+    New {
+        /// Name of the principal (who uses the token), e.g. ticketing-platform.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated permissions: read, write, delete, import, intake, hub, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        permissions: Vec<crate::domain::auth::Permission>,
+    },
 }
 
 /// Where the data lives.
@@ -97,6 +114,13 @@ pub struct ServeArgs {
     /// Seconds in-flight calls get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = 20)]
     pub drain_timeout_secs: u64,
+    /// TOML file of principals (name, token_sha256, permissions); re-read on SIGHUP.
+    /// Without it the service serves unauthenticated, and only on a loopback address.
+    #[arg(long, env = "TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Serve without a tokens file on a non-loopback address (not for production).
+    #[arg(long, env = "ALLOW_UNAUTHENTICATED", default_value_t = false)]
+    pub allow_unauthenticated: bool,
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use customer_service::{
-    config::{Cli, Command},
+    config::{Cli, Command, TokenCommand},
     server::{self, ServerConfig},
     store::Store,
     telemetry,
@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
             migrate(db).await
         }
         Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Token(TokenCommand::New { name, permissions })) => new_token(&name, &permissions),
         None => serve(cli.serve).await,
     };
     match result {
@@ -40,6 +41,10 @@ async fn serve(args: customer_service::config::ServeArgs) -> Result<(), BoxError
         pool: args.database.pool(),
         customers: args.customer_settings(),
         drain_timeout: args.drain_timeout(),
+        auth: server::AuthSettings {
+            tokens_file: args.tokens_file.clone(),
+            allow_unauthenticated: args.allow_unauthenticated,
+        },
     };
     let listener = server::bind(args.listen)
         .await
@@ -52,5 +57,22 @@ async fn migrate(db: customer_service::config::DatabaseArgs) -> Result<(), BoxEr
     store.migrate().await?;
     tracing::info!("schema is up to date");
     store.close().await?;
+    Ok(())
+}
+
+fn new_token(name: &str, permissions: &[customer_service::domain::auth::Permission]) -> Result<(), BoxError> {
+    use customer_service::domain::auth::{hex, new_token, sha256};
+    if name.trim().is_empty() {
+        return Err("--name must not be empty".into());
+    }
+    let token = new_token()?;
+    let list: Vec<String> = permissions.iter().map(|p| format!("{:?}", p.as_str())).collect();
+    println!("# Token for {name:?}; shown once. Give it to the caller; store only the hash below.");
+    println!("# token: {token}");
+    println!();
+    println!("[[principals]]");
+    println!("name = {name:?}");
+    println!("token_sha256 = \"{}\"", hex(&sha256(&token)));
+    println!("permissions = [{}]", list.join(", "));
     Ok(())
 }

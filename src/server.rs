@@ -1,7 +1,7 @@
 //! Assembles the gRPC server: health, reflection, the customers.v1 services
 //! behind the readiness gate, per-RPC tracing, and graceful shutdown.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -12,6 +12,7 @@ use tracing::{Level, error, info, warn};
 
 use crate::{
     api::{
+        auth::{AuthLayer, Authenticator},
         customers::CustomerApi,
         gate::{Gate, Readiness},
         hub::HubApi,
@@ -50,6 +51,36 @@ pub struct ServerConfig {
     pub pool: PoolSettings,
     pub customers: CustomerSettings,
     pub drain_timeout: Duration,
+    pub auth: AuthSettings,
+}
+
+/// Where callers' tokens come from.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// TOML file of principals; re-read on SIGHUP.
+    pub tokens_file: Option<std::path::PathBuf>,
+    /// Serve without tokens on a non-loopback address too.
+    pub allow_unauthenticated: bool,
+}
+
+/// The authenticator for `settings` on `addr`. Without a tokens file the
+/// service runs open only on loopback, unless explicitly allowed.
+fn authenticator(settings: &AuthSettings, addr: SocketAddr) -> Result<Authenticator, String> {
+    match &settings.tokens_file {
+        Some(path) => {
+            let auth = Authenticator::from_file(path.clone())?;
+            info!(tokens_file = %path.display(), "callers authenticate with bearer tokens");
+            Ok(auth)
+        }
+        None if addr.ip().is_loopback() || settings.allow_unauthenticated => {
+            warn!(%addr, "no tokens file: every caller has every permission (unauthenticated mode)");
+            Ok(Authenticator::open())
+        }
+        None => Err(format!(
+            "refusing to serve on {addr} without authentication: give --tokens-file (see `customer-service token new`), \
+             listen on a loopback address, or pass --allow-unauthenticated"
+        )),
+    }
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains in-flight
@@ -64,6 +95,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let addr = listener.local_addr()?;
+    let auth = Arc::new(authenticator(&config.auth, addr)?);
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
 
@@ -90,7 +122,12 @@ pub async fn serve(
         .on_failure(DefaultOnFailure::new().level(Level::WARN));
 
     let router = Server::builder()
-        .layer(trace)
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(trace)
+                .layer(AuthLayer::new(auth.clone()))
+                .into_inner(),
+        )
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -120,6 +157,7 @@ pub async fn serve(
     tokio::pin!(shutdown);
 
     let readiness_task = tokio::spawn(become_ready(store.clone(), health.clone(), readiness.clone()));
+    let reload_task = (!auth.is_open()).then(|| tokio::spawn(reload_on_sighup(auth.clone())));
 
     let result = tokio::select! {
         result = &mut server => result.map_err(Into::into),
@@ -138,11 +176,34 @@ pub async fn serve(
         }
     };
     readiness_task.abort();
+    if let Some(task) = reload_task {
+        task.abort();
+    }
     if let Err(e) = store.close().await {
         warn!(error = %e, "closing the database pool");
     }
     info!("stopped");
     result
+}
+
+/// Re-reads the tokens file on every SIGHUP; a broken file keeps the old principals.
+async fn reload_on_sighup(auth: Arc<Authenticator>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            error!("cannot listen for SIGHUP; the tokens file will not be reloaded");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match auth.reload() {
+                Ok(count) => info!(principals = count, "tokens file reloaded"),
+                Err(e) => error!(error = %e, "tokens file reload failed; keeping the previous principals"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(auth);
 }
 
 /// Connects and migrates, retrying with backoff until it works; then opens the gate.

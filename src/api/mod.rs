@@ -1,5 +1,6 @@
 //! gRPC handlers: decode the request, call the domain, encode the answer.
 
+pub mod auth;
 pub mod convert;
 pub mod customers;
 pub mod gate;

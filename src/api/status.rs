@@ -67,6 +67,17 @@ impl From<Error> for Status {
                 details.add_precondition_failure_violation(*reason, pairs.first().map_or("", |p| p.1), message.clone());
                 (Code::FailedPrecondition, message.clone())
             }
+            Error::Unauthenticated(message) => {
+                info("UNAUTHENTICATED", &[]);
+                (Code::Unauthenticated, message.clone())
+            }
+            Error::PermissionDenied { principal, permission } => {
+                info(
+                    "PERMISSION_DENIED",
+                    &[("principal", principal), ("permission", permission)],
+                );
+                (Code::PermissionDenied, err.to_string())
+            }
             Error::Aborted(message) => {
                 info("CONCURRENT_MODIFICATION", &[]);
                 (Code::Aborted, message.clone())

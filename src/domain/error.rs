@@ -71,6 +71,15 @@ pub enum Error {
         message: String,
         metadata: Vec<(&'static str, String)>,
     },
+    /// No credentials, or credentials nobody issued.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but lacks the permission.
+    #[error("principal {principal:?} lacks the {permission:?} permission")]
+    PermissionDenied {
+        principal: String,
+        permission: &'static str,
+    },
     /// A concurrent change won a race the caller may simply retry.
     #[error("{0}")]
     Aborted(String),

@@ -2,6 +2,7 @@
 //! the customer lifecycle. Handlers call in here; this calls the store.
 
 pub mod attributes;
+pub mod auth;
 pub mod customer;
 pub mod customers;
 pub mod email;

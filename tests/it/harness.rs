@@ -9,7 +9,7 @@ use customer_service::{
         organization_service_client::OrganizationServiceClient,
         ticket_intake_service_client::TicketIntakeServiceClient,
     },
-    server::{self, ServerConfig},
+    server::{self, AuthSettings, ServerConfig},
     store::PoolSettings,
 };
 use sea_orm::{ConnectionTrait, Database};
@@ -174,6 +174,20 @@ pub async fn spawn_app_with(settings: CustomerSettings) -> TestApp {
 
 /// Starts a server on an existing test database.
 pub async fn spawn_on(db: TestDb, settings: CustomerSettings) -> TestApp {
+    spawn_configured(db, settings, AuthSettings::default()).await
+}
+
+/// Starts a server that authenticates callers with a tokens file.
+#[allow(dead_code)]
+pub async fn spawn_with_tokens(tokens_file: std::path::PathBuf) -> TestApp {
+    let auth = AuthSettings {
+        tokens_file: Some(tokens_file),
+        allow_unauthenticated: false,
+    };
+    spawn_configured(TestDb::new().await, test_settings(), auth).await
+}
+
+async fn spawn_configured(db: TestDb, settings: CustomerSettings, auth: AuthSettings) -> TestApp {
     init_logs();
     let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
     let addr = listener.local_addr().unwrap();
@@ -182,6 +196,7 @@ pub async fn spawn_on(db: TestDb, settings: CustomerSettings) -> TestApp {
         pool: PoolSettings::default(),
         customers: settings,
         drain_timeout: Duration::from_secs(5),
+        auth,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod auth;
 mod customers;
 mod external;
 mod hub;
