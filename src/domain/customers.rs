@@ -368,34 +368,23 @@ const UPDATABLE: [&str; 5] = ["name", "email", "mobile", "attributes", "hub_acce
 
 fn update_paths(update: &CustomerUpdate) -> Result<Vec<String>, Error> {
     let f = &update.fields;
-    if update.mask.is_empty() {
-        let implied = [
+    let paths = super::mask::effective_paths(
+        update.mask.clone(),
+        &[
             ("name", !f.name.is_empty()),
             ("email", !f.email.is_empty()),
             ("mobile", !f.mobile.is_empty()),
             ("attributes", !f.attributes.is_empty()),
             ("hub_access_enabled", f.hub_access_enabled.is_some()),
-        ];
-        let paths: Vec<String> = implied
-            .iter()
-            .filter(|(_, set)| *set)
-            .map(|(p, _)| (*p).to_owned())
-            .collect();
-        if paths.is_empty() {
-            return Err(Error::invalid(
-                "update_mask",
-                "nothing to update: set a field or an update_mask",
-            ));
-        }
-        return Ok(paths);
-    }
+        ],
+    )?;
     let mut violations = Vec::new();
-    let mut paths = Vec::new();
-    for path in &update.mask {
+    let mut checked = Vec::new();
+    for path in &paths {
         match path.as_str() {
-            "*" => paths.extend(UPDATABLE.iter().map(|p| (*p).to_owned())),
-            p if UPDATABLE.contains(&p) => paths.push(p.to_owned()),
-            p if p.strip_prefix("attributes.").is_some_and(|k| !k.trim().is_empty()) => paths.push(p.to_owned()),
+            "*" => checked.extend(UPDATABLE.iter().map(|p| (*p).to_owned())),
+            p if UPDATABLE.contains(&p) => checked.push(p.to_owned()),
+            p if p.strip_prefix("attributes.").is_some_and(|k| !k.trim().is_empty()) => checked.push(p.to_owned()),
             p => violations.push(FieldViolation::new(
                 "update_mask",
                 format!(
@@ -405,7 +394,7 @@ fn update_paths(update: &CustomerUpdate) -> Result<Vec<String>, Error> {
         }
     }
     if violations.is_empty() {
-        Ok(paths)
+        Ok(checked)
     } else {
         Err(Error::InvalidArgument(violations))
     }

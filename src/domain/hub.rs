@@ -127,26 +127,15 @@ impl HubAccess {
 
     /// Updates the fields in `mask` (or every non-empty field of `new`).
     pub async fn update_settings(&self, new: HubSettings, mask: Vec<String>) -> Result<HubSettings, Error> {
-        let paths: Vec<String> = if mask.is_empty() {
-            [
-                ("support_email", &new.support_email),
-                ("support_phone", &new.support_phone),
-                ("support_hours", &new.support_hours),
-                ("denied_message", &new.denied_message),
-            ]
-            .into_iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(p, _)| p.to_owned())
-            .collect()
-        } else {
-            mask
-        };
-        if paths.is_empty() {
-            return Err(Error::invalid(
-                "update_mask",
-                "nothing to update: set a field or an update_mask",
-            ));
-        }
+        let paths = super::mask::effective_paths(
+            mask,
+            &[
+                ("support_email", !new.support_email.is_empty()),
+                ("support_phone", !new.support_phone.is_empty()),
+                ("support_hours", !new.support_hours.is_empty()),
+                ("denied_message", !new.denied_message.is_empty()),
+            ],
+        )?;
         let region = self.customers.settings().default_region;
         let txn = self.customers.store().begin_write().await?;
         let mut current = self.settings().await?;

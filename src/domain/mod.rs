@@ -10,6 +10,7 @@ pub mod error;
 pub mod filter;
 pub mod hub;
 pub mod intake;
+pub mod mask;
 pub mod mobile;
 pub mod name;
 pub mod organizations;

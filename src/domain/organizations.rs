@@ -239,25 +239,14 @@ impl Organizations {
         mask: Vec<String>,
         etag: &str,
     ) -> Result<Organization, Error> {
-        let paths: Vec<String> = if mask.is_empty() {
-            [
+        let paths = super::mask::effective_paths(
+            mask,
+            &[
                 ("name", !input.name.is_empty()),
                 ("domains", !input.domains.is_empty()),
                 ("attributes", !input.attributes.is_empty()),
-            ]
-            .into_iter()
-            .filter(|(_, set)| *set)
-            .map(|(p, _)| p.to_owned())
-            .collect()
-        } else {
-            mask
-        };
-        if paths.is_empty() {
-            return Err(Error::invalid(
-                "update_mask",
-                "nothing to update: set a field or an update_mask",
-            ));
-        }
+            ],
+        )?;
         self.change(id, etag, |before| {
             if before.state == State::Deleted {
                 return Err(Error::FailedPrecondition {

@@ -79,6 +79,17 @@ fn attributes_json(attributes: &Attributes) -> String {
     serde_json::to_string(attributes).unwrap_or_else(|_| "{}".to_owned())
 }
 
+/// Maps a unique violation to `Taken(kind)`, other errors to `Db`.
+fn taken_as(kind: IdentityKind) -> impl Fn(DbErr) -> WriteError {
+    move |e| {
+        if super::is_unique_violation(&e) {
+            WriteError::Taken(kind)
+        } else {
+            WriteError::Db(e)
+        }
+    }
+}
+
 /// The customer with `id`, deleted or not.
 pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<Customer>, DbErr> {
     customer::Entity::find_by_id(id.to_owned())
@@ -215,13 +226,7 @@ async fn insert_identities(
         identity::Entity::insert(row)
             .exec_without_returning(db)
             .await
-            .map_err(|e| {
-                if super::is_unique_violation(&e) {
-                    WriteError::Taken(kind)
-                } else {
-                    WriteError::Db(e)
-                }
-            })?;
+            .map_err(taken_as(kind))?;
     }
     Ok(())
 }
@@ -325,13 +330,7 @@ pub async fn set_state(
             .filter(identity::Column::Kind.eq(kind.as_str()))
             .exec(db)
             .await
-            .map_err(|e| {
-                if super::is_unique_violation(&e) {
-                    WriteError::Taken(kind)
-                } else {
-                    WriteError::Db(e)
-                }
-            })?;
+            .map_err(taken_as(kind))?;
     }
     find(db, &before.id).await?.ok_or(WriteError::Stale)
 }
