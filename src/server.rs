@@ -222,6 +222,32 @@ async fn become_ready(store: Store, health: HealthReporter, readiness: Readiness
     readiness.set(true);
     set_health(&health, ServingStatus::Serving).await;
     info!(backend = ?store.backend(), "database ready; serving");
+    watch_database(store, health, readiness).await;
+}
+
+/// How often the database is pinged once serving.
+const DB_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Pings the database; when it stops answering, health turns NOT_SERVING
+/// and calls fail fast with UNAVAILABLE at the gate instead of waiting on
+/// the pool; when it answers again, both recover without a restart.
+async fn watch_database(store: Store, health: HealthReporter, readiness: Readiness) {
+    let mut interval = tokio::time::interval(DB_CHECK_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let reachable = matches!(tokio::time::timeout(DB_CHECK_INTERVAL, store.ping()).await, Ok(Ok(())));
+        if reachable != readiness.is_ready() {
+            readiness.set(reachable);
+            if reachable {
+                set_health(&health, ServingStatus::Serving).await;
+                info!("database reachable again; serving");
+            } else {
+                set_health(&health, ServingStatus::NotServing).await;
+                warn!("database unreachable; NOT_SERVING until it answers again");
+            }
+        }
+    }
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {

@@ -99,6 +99,19 @@ impl TestDb {
         }
     }
 
+    /// The admin URL and database name, on PostgreSQL.
+    #[allow(dead_code)]
+    pub fn postgres_admin(&self) -> Option<(String, String)> {
+        match &self.cleanup {
+            Cleanup::Server {
+                admin_url,
+                name,
+                backend: Backend::Postgres,
+            } => Some((admin_url.clone(), name.clone())),
+            _ => None,
+        }
+    }
+
     /// Whether this suite runs on PostgreSQL.
     #[allow(dead_code)]
     pub fn is_postgres(&self) -> bool {

@@ -11,3 +11,4 @@ mod hub;
 mod intake;
 mod lifecycle;
 mod organizations;
+mod outage;
