@@ -113,16 +113,7 @@ impl HubAccess {
 
     /// The settings in force.
     pub async fn settings(&self) -> Result<HubSettings, Error> {
-        Ok(match hq::get(self.customers.store().conn()).await? {
-            Some(row) => HubSettings {
-                support_email: row.support_email,
-                support_phone: row.support_phone,
-                support_hours: row.support_hours,
-                denied_message: row.denied_message,
-                update_time: Some(row.update_time),
-            },
-            None => HubSettings::default(),
-        })
+        read_settings(self.customers.store().conn()).await
     }
 
     /// Updates the fields in `mask` (or every non-empty field of `new`).
@@ -138,7 +129,9 @@ impl HubAccess {
         )?;
         let region = self.customers.settings().default_region;
         let txn = self.customers.store().begin_write().await?;
-        let mut current = self.settings().await?;
+        // Read inside the write transaction, so concurrent updates cannot
+        // write back each other's stale fields.
+        let mut current = read_settings(&*txn).await?;
         let mut violations = Vec::new();
         for path in &paths {
             match path.as_str() {
@@ -207,4 +200,18 @@ impl HubAccess {
         current.update_time = Some(now);
         Ok(current)
     }
+}
+
+/// The settings in force, read through `db` (a pool or a transaction).
+async fn read_settings(db: &impl sea_orm::ConnectionTrait) -> Result<HubSettings, Error> {
+    Ok(match hq::get(db).await? {
+        Some(row) => HubSettings {
+            support_email: row.support_email,
+            support_phone: row.support_phone,
+            support_hours: row.support_hours,
+            denied_message: row.denied_message,
+            update_time: Some(row.update_time),
+        },
+        None => HubSettings::default(),
+    })
 }

@@ -19,10 +19,8 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 
 /// A running server with clients and its own database.
 pub struct TestApp {
-    #[allow(dead_code)]
     pub addr: SocketAddr,
     pub customers: CustomerServiceClient<Channel>,
-    #[allow(dead_code)]
     pub intake: TicketIntakeServiceClient<Channel>,
     pub health: HealthClient<Channel>,
     pub hub: HubAccessServiceClient<Channel>,
