@@ -103,6 +103,7 @@ pub async fn serve(
     let readiness = Readiness::default();
     let customers = Customers::new(store.clone(), config.customers);
     let gate = Gate::new(readiness.clone());
+    let (draining_tx, draining) = tokio::sync::watch::channel(false);
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -132,7 +133,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(CustomerServiceServer::with_interceptor(
-            CustomerApi::new(customers.clone()),
+            CustomerApi::new(customers.clone(), draining),
             gate.clone(),
         ))
         .add_service(TicketIntakeServiceServer::with_interceptor(
@@ -165,6 +166,7 @@ pub async fn serve(
             info!("shutting down: health NOT_SERVING, draining in-flight calls");
             readiness_task.abort();
             set_health(&health, ServingStatus::NotServing).await;
+            let _ = draining_tx.send(true);
             let _ = stop_tx.send(());
             match tokio::time::timeout(config.drain_timeout, &mut server).await {
                 Ok(result) => result.map_err(Into::into),

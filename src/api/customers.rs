@@ -2,6 +2,7 @@
 
 use std::pin::Pin;
 
+use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -17,16 +18,19 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct CustomerApi {
     customers: Customers,
+    /// Turns true when the server starts shutting down (imports stop early).
+    draining: watch::Receiver<bool>,
 }
 
 impl CustomerApi {
     /// Handlers over the customer directory.
-    pub fn new(customers: Customers) -> Self {
-        Self { customers }
+    pub fn new(customers: Customers, draining: watch::Receiver<bool>) -> Self {
+        Self { customers, draining }
     }
 }
 
-type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportCustomersResponse, Status>> + Send>>;
+/// The stream ExportCustomers answers with.
+pub type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportCustomersResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl CustomerService for CustomerApi {
@@ -98,24 +102,28 @@ impl CustomerService for CustomerApi {
 
     async fn import_customers(
         &self,
-        _request: Request<Streaming<pb::ImportCustomersRequest>>,
+        request: Request<Streaming<pb::ImportCustomersRequest>>,
     ) -> Result<Response<pb::ImportCustomersResponse>, Status> {
-        Err(Status::unimplemented("ImportCustomers is not available yet"))
+        let report = super::import::import(&self.customers, request.into_inner(), self.draining.clone()).await?;
+        Ok(Response::new(report))
     }
 
     type ExportCustomersStream = ExportStream;
 
     async fn export_customers(
         &self,
-        _request: Request<pb::ExportCustomersRequest>,
+        request: Request<pb::ExportCustomersRequest>,
     ) -> Result<Response<Self::ExportCustomersStream>, Status> {
-        Err(Status::unimplemented("ExportCustomers is not available yet"))
+        Ok(Response::new(super::import::export(
+            self.customers.clone(),
+            request.into_inner(),
+        )))
     }
 
     async fn get_import_template(
         &self,
         _request: Request<pb::GetImportTemplateRequest>,
     ) -> Result<Response<pb::GetImportTemplateResponse>, Status> {
-        Err(Status::unimplemented("GetImportTemplate is not available yet"))
+        Ok(Response::new(super::import::template()))
     }
 }

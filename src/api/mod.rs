@@ -5,6 +5,7 @@ pub mod convert;
 pub mod customers;
 pub mod gate;
 pub mod hub;
+pub mod import;
 pub mod intake;
 pub mod organizations;
 pub mod status;

@@ -78,6 +78,15 @@ impl From<Error> for Status {
                 );
                 (Code::PermissionDenied, err.to_string())
             }
+            Error::ResourceExhausted {
+                reason,
+                message,
+                metadata,
+            } => {
+                let pairs: Vec<(&str, &str)> = metadata.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                info(reason, &pairs);
+                (Code::ResourceExhausted, message.clone())
+            }
             Error::Aborted(message) => {
                 info("CONCURRENT_MODIFICATION", &[]);
                 (Code::Aborted, message.clone())

@@ -80,6 +80,13 @@ pub enum Error {
         principal: String,
         permission: &'static str,
     },
+    /// A limit was exceeded (a row too long, too many columns...).
+    #[error("{message}")]
+    ResourceExhausted {
+        reason: &'static str,
+        message: String,
+        metadata: Vec<(&'static str, String)>,
+    },
     /// A concurrent change won a race the caller may simply retry.
     #[error("{0}")]
     Aborted(String),

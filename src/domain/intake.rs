@@ -19,7 +19,7 @@ use super::{
     Error, FieldViolation,
     customer::{Customer, CustomerDraft, CustomerInput, Source, State},
     customers::{Customers, new_id},
-    organizations::{DefaultRights, link_by_domain, link_by_name},
+    organizations::{DefaultRights, ORGANIZATION_ATTRIBUTE as ORGANIZATION, link_by_domain, link_by_name},
 };
 use crate::store::{
     WriteTxn,
@@ -34,8 +34,6 @@ const MAX_TICKET_ID: usize = 128;
 const ATTEMPTS: usize = 8;
 /// Most tickets resolved in one batch transaction.
 const MAX_BATCH: usize = 256;
-/// The attribute that links a requester to an organisation by name.
-pub const ORGANIZATION: &str = "organization";
 
 /// What the ticketing platform sends.
 #[derive(Debug, Clone, Default)]

@@ -7,14 +7,17 @@ pub mod customer;
 pub mod customers;
 pub mod email;
 pub mod error;
+pub mod export;
 pub mod filter;
 pub mod hub;
+pub mod import;
 pub mod intake;
 pub mod mask;
 pub mod mobile;
 pub mod name;
 pub mod organizations;
 pub mod page;
+pub mod spreadsheet;
 
 pub use error::{Error, FieldViolation};
 

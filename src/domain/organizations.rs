@@ -16,6 +16,8 @@ use crate::store::{
 };
 
 const MAX_NAME: usize = 200;
+/// The customer attribute that links a customer to an organisation by name.
+pub const ORGANIZATION_ATTRIBUTE: &str = "organization";
 const MAX_DOMAINS: usize = 50;
 
 /// A stored organisation.
@@ -553,6 +555,55 @@ pub async fn link_by_name(
         }
     };
     link(db, customer_id, &org.id, rights).await
+}
+
+/// [`link_by_name`] for many (customer id, organisation name) pairs at once,
+/// with a few set-based queries (import batches).
+pub async fn link_many_by_name(
+    db: &impl sea_orm::ConnectionTrait,
+    pairs: &[(String, String)],
+    rights: DefaultRights,
+) -> Result<(), sea_orm::DbErr> {
+    use std::collections::{BTreeSet, HashMap, HashSet};
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(c, o)| (c.as_str(), o.trim()))
+        .filter(|(_, o)| !o.is_empty() && o.chars().count() <= MAX_NAME)
+        .collect();
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let keys: BTreeSet<String> = pairs.iter().map(|(_, o)| o.to_lowercase()).collect();
+    let mut org_of_key: HashMap<String, String> = q::find_live_ids_by_name_keys(db, &keys).await?;
+    for (_, name) in &pairs {
+        if let std::collections::hash_map::Entry::Vacant(slot) = org_of_key.entry(name.to_lowercase()) {
+            let draft = OrganizationDraft {
+                name: (*name).to_owned(),
+                ..Default::default()
+            };
+            slot.insert(q::insert(db, &new_id(), &draft, super::now()).await?.id);
+        }
+    }
+    let customer_ids: BTreeSet<&str> = pairs.iter().map(|(c, _)| *c).collect();
+    let existing: HashSet<(String, String)> = q::memberships_of_customers(db, &customer_ids).await?;
+    let now = super::now();
+    let mut new = Vec::new();
+    let mut seen = HashSet::new();
+    for (customer_id, name) in pairs {
+        let organization_id = &org_of_key[&name.to_lowercase()];
+        let key = (organization_id.clone(), customer_id.to_owned());
+        if !existing.contains(&key) && seen.insert(key) {
+            new.push(Membership {
+                organization_id: organization_id.clone(),
+                customer_id: customer_id.to_owned(),
+                can_view_tickets: rights.can_view_tickets,
+                can_create_tickets: rights.can_create_tickets,
+                create_time: now,
+                update_time: now,
+            });
+        }
+    }
+    q::insert_memberships(db, &new).await
 }
 
 /// Links a customer to the oldest Active organisation claiming the

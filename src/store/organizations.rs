@@ -212,6 +212,59 @@ pub async fn insert_membership(db: &impl ConnectionTrait, m: &Membership) -> Res
     Ok(())
 }
 
+/// Inserts many memberships with multi-row statements.
+pub async fn insert_memberships(db: &impl ConnectionTrait, memberships: &[Membership]) -> Result<(), DbErr> {
+    for chunk in memberships.chunks(1000) {
+        let rows = chunk.iter().map(|m| membership::ActiveModel {
+            organization_id: Set(m.organization_id.clone()),
+            customer_id: Set(m.customer_id.clone()),
+            can_view_tickets: Set(m.can_view_tickets),
+            can_create_tickets: Set(m.can_create_tickets),
+            create_time: Set(m.create_time),
+            update_time: Set(m.update_time),
+        });
+        membership::Entity::insert_many(rows).exec_without_returning(db).await?;
+    }
+    Ok(())
+}
+
+/// (organisation id, customer id) of every membership of these customers.
+pub async fn memberships_of_customers(
+    db: &impl ConnectionTrait,
+    customer_ids: &std::collections::BTreeSet<&str>,
+) -> Result<std::collections::HashSet<(String, String)>, DbErr> {
+    let mut found = std::collections::HashSet::new();
+    let ids: Vec<&str> = customer_ids.iter().copied().collect();
+    for chunk in ids.chunks(1000) {
+        let rows: Vec<(String, String)> = membership::Entity::find()
+            .select_only()
+            .column(membership::Column::OrganizationId)
+            .column(membership::Column::CustomerId)
+            .filter(membership::Column::CustomerId.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(db)
+            .await?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+/// Active organisation ids by lower-cased name.
+pub async fn find_live_ids_by_name_keys(
+    db: &impl ConnectionTrait,
+    keys: &std::collections::BTreeSet<String>,
+) -> Result<std::collections::HashMap<String, String>, DbErr> {
+    let rows: Vec<(Option<String>, String)> = organization::Entity::find()
+        .select_only()
+        .column(organization::Column::LiveNameKey)
+        .column(organization::Column::Id)
+        .filter(organization::Column::LiveNameKey.is_in(keys.iter().cloned()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().filter_map(|(k, id)| Some((k?, id))).collect())
+}
+
 /// Sets the rights of an existing membership.
 pub async fn update_rights(db: &impl ConnectionTrait, m: &Membership) -> Result<(), DbErr> {
     membership::Entity::update_many()

@@ -8,6 +8,7 @@ mod auth;
 mod customers;
 mod external;
 mod hub;
+mod import;
 mod intake;
 mod lifecycle;
 mod organizations;

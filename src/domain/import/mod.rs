@@ -1,0 +1,382 @@
+//! Bulk import: a stream of CSV bytes and structured rows becomes customers,
+//! batch by batch, with a per-row report.
+//!
+//! Each batch is matched and written in one transaction, so a dropped
+//! connection leaves only whole batches behind and re-running the file in
+//! UPSERT mode finishes the job. A dry run and an all-or-nothing import run
+//! the very same code inside one outer transaction that is rolled back (dry
+//! run, or any row failed) or committed at the end; batches are savepoints.
+
+pub mod csv;
+pub mod plan;
+pub mod row;
+
+use self::{
+    csv::{Fields, SplitError, Splitter},
+    plan::{Mode, Outcome, Plan, PlanSettings, Stored},
+    row::{Header, ImportRecord, Parsed, RowInput, RowProblem},
+};
+use super::{
+    Error,
+    customers::{CustomerSettings, Customers, new_id},
+    mobile::Region,
+    organizations::{DefaultRights, link_many_by_name},
+};
+use crate::store::{
+    Store, WriteTxn,
+    customers::{self as q, WriteError},
+    intake::live_owner_map,
+    is_unique_violation,
+};
+
+/// Rows matched and written per transaction.
+pub const BATCH_ROWS: usize = 1000;
+/// Problems listed by default.
+pub const DEFAULT_MAX_ERRORS: usize = 1000;
+/// Most problems a caller may ask to have listed.
+pub const MAX_MAX_ERRORS: usize = 100_000;
+/// Attempts at a batch that lost a race with a concurrent writer.
+const ATTEMPTS: usize = 5;
+
+/// How to import.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportOptions {
+    pub mode: Mode,
+    pub dry_run: bool,
+    pub all_or_nothing: bool,
+    pub region: Region,
+    pub max_errors: usize,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImportReport {
+    pub import_id: String,
+    pub received: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    /// Problems in row order, at most `max_errors`.
+    pub errors: Vec<RowProblem>,
+    pub errors_omitted: u64,
+    pub nothing_stored: bool,
+    /// The server stopped reading before the end of the input.
+    pub interrupted: bool,
+}
+
+impl ImportReport {
+    fn problem(&mut self, problem: RowProblem, max: usize) {
+        if self.errors.len() < max {
+            self.errors.push(problem);
+        } else {
+            self.errors_omitted += 1;
+        }
+    }
+}
+
+/// One import in progress. Feed it with [`ImportRun::csv`] and
+/// [`ImportRun::row`], then call [`ImportRun::finish`]. Dropping it midway
+/// rolls back the batch in flight (and, for dry runs and all-or-nothing
+/// imports, everything).
+pub struct ImportRun {
+    store: Store,
+    settings: CustomerSettings,
+    options: ImportOptions,
+    report: ImportReport,
+    splitter: Splitter,
+    csv_seen: bool,
+    header: Option<Header>,
+    /// Number of the last data row seen (CSV records and rows share it).
+    last_row: u64,
+    pending: Vec<ImportRecord>,
+    /// The outer transaction of a dry run or an all-or-nothing import.
+    outer: Option<WriteTxn>,
+}
+
+/// Why feeding the splitter stopped.
+enum Stop {
+    Split(SplitError),
+    Error(Error),
+}
+
+impl From<SplitError> for Stop {
+    fn from(e: SplitError) -> Self {
+        Stop::Split(e)
+    }
+}
+
+impl ImportRun {
+    /// Starts an import into `customers`' store.
+    pub async fn start(customers: &Customers, options: ImportOptions) -> Result<Self, Error> {
+        let store = customers.store().clone();
+        let outer = if options.dry_run || options.all_or_nothing {
+            Some(store.begin_write().await?)
+        } else {
+            None
+        };
+        Ok(Self {
+            store,
+            settings: customers.settings(),
+            options,
+            report: ImportReport {
+                import_id: new_id(),
+                ..Default::default()
+            },
+            splitter: Splitter::default(),
+            csv_seen: false,
+            header: None,
+            last_row: 0,
+            pending: Vec::new(),
+            outer,
+        })
+    }
+
+    /// The import's id.
+    pub fn id(&self) -> &str {
+        &self.report.import_id
+    }
+
+    /// Data rows received so far.
+    pub fn received(&self) -> u64 {
+        self.report.received
+    }
+
+    /// The next bytes of the CSV file.
+    pub async fn csv(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        self.csv_seen = true;
+        let Self {
+            splitter,
+            header,
+            last_row,
+            pending,
+            report,
+            options,
+            ..
+        } = self;
+        let mut sink = |fields: Fields<'_>| accept(fields, header, last_row, pending, report, options);
+        let fed = splitter.push(chunk, &mut sink);
+        self.check(fed)?;
+        self.flush_full().await
+    }
+
+    /// One structured row.
+    pub async fn row(&mut self, input: RowInput) -> Result<(), Error> {
+        self.last_row += 1;
+        let parsed = input.parse(self.last_row, self.options.region);
+        take(parsed, &mut self.pending, &mut self.report, &self.options);
+        self.flush_full().await
+    }
+
+    /// Ends the input, writes what is left and reports.
+    pub async fn finish(mut self) -> Result<ImportReport, Error> {
+        if self.csv_seen {
+            let Self {
+                splitter,
+                header,
+                last_row,
+                pending,
+                report,
+                options,
+                ..
+            } = &mut self;
+            let mut sink = |fields: Fields<'_>| accept(fields, header, last_row, pending, report, options);
+            let fed = splitter.finish(&mut sink);
+            self.check(fed)?;
+            if self.header.is_none() {
+                return Err(Error::invalid(
+                    "csv_chunk",
+                    "the CSV file is empty; it needs a header row",
+                ));
+            }
+        }
+        let rest = std::mem::take(&mut self.pending);
+        self.write(rest).await?;
+        let mut report = self.report;
+        if let Some(outer) = self.outer {
+            if self.options.dry_run || report.failed > 0 {
+                drop(outer);
+                report.nothing_stored = true;
+            } else {
+                outer.commit().await?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Stops early (the server is shutting down): writes the complete rows
+    /// received so far and reports; a CSV record cut off midway is dropped.
+    /// A dry run or all-or-nothing import stores nothing.
+    pub async fn interrupt(mut self) -> Result<ImportReport, Error> {
+        let rest = std::mem::take(&mut self.pending);
+        self.write(rest).await?;
+        let mut report = self.report;
+        report.interrupted = true;
+        if self.outer.take().is_some() {
+            report.nothing_stored = true;
+        }
+        Ok(report)
+    }
+
+    fn check(&self, fed: Result<(), Stop>) -> Result<(), Error> {
+        let next = self.last_row + 1;
+        let (reason, message) = match fed {
+            Ok(()) => return Ok(()),
+            Err(Stop::Error(e)) => return Err(e),
+            Err(Stop::Split(SplitError::RecordTooLong)) => (
+                "ROW_TOO_LONG",
+                format!(
+                    "row {next} is longer than {} MiB; a quote that is never closed makes the rest of the file \
+                     one value. Rows before it were imported.",
+                    csv::MAX_RECORD_BYTES >> 20
+                ),
+            ),
+            Err(Stop::Split(SplitError::TooManyFields)) => (
+                "TOO_MANY_COLUMNS",
+                format!("row {next} has more than {} values", csv::MAX_FIELDS),
+            ),
+        };
+        Err(Error::ResourceExhausted {
+            reason,
+            message,
+            metadata: vec![("row_number", next.to_string())],
+        })
+    }
+
+    async fn flush_full(&mut self) -> Result<(), Error> {
+        while self.pending.len() >= BATCH_ROWS {
+            let rest = self.pending.split_off(BATCH_ROWS);
+            let batch = std::mem::replace(&mut self.pending, rest);
+            self.write(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Matches and writes one batch, retrying when a concurrent writer took
+    /// an identity or changed a customer between our read and our write.
+    async fn write(&mut self, batch: Vec<ImportRecord>) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let settings = PlanSettings {
+            mode: self.options.mode,
+            hub_access_default: self.settings.hub_access_default,
+        };
+        for attempt in 1..=ATTEMPTS {
+            let written = match &self.outer {
+                Some(outer) => {
+                    let savepoint = sea_orm::TransactionTrait::begin(&**outer).await?;
+                    match write_batch(&savepoint, &batch, &settings).await {
+                        Ok(plan) => savepoint.commit().await.map(|_| plan).map_err(WriteError::Db),
+                        Err(e) => {
+                            savepoint.rollback().await?;
+                            Err(e)
+                        }
+                    }
+                }
+                None => {
+                    let txn = self.store.begin_write().await?;
+                    match write_batch(&*txn, &batch, &settings).await {
+                        Ok(plan) => txn.commit().await.map(|_| plan).map_err(WriteError::Db),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match written {
+                Ok(plan) => {
+                    self.tally(plan);
+                    return Ok(());
+                }
+                Err(WriteError::Db(e)) if !is_unique_violation(&e) => return Err(e.into()),
+                Err(_) if attempt < ATTEMPTS => {
+                    tracing::debug!(attempt, import_id = %self.report.import_id, "import batch raced a concurrent write; retrying");
+                }
+                Err(_) => break,
+            }
+        }
+        Err(Error::Aborted(format!(
+            "rows {} to {} kept conflicting with concurrent changes; rows before them were imported, re-run the file",
+            batch[0].row_number,
+            batch[batch.len() - 1].row_number
+        )))
+    }
+
+    fn tally(&mut self, plan: Plan) {
+        let max = self.options.max_errors;
+        let report = &mut self.report;
+        for outcome in plan.outcomes {
+            match outcome {
+                Outcome::Created => report.created += 1,
+                Outcome::Updated => report.updated += 1,
+                Outcome::Unchanged => report.unchanged += 1,
+                Outcome::Skipped(p) => {
+                    report.skipped += 1;
+                    report.problem(p, max);
+                }
+                Outcome::Failed(p) => {
+                    report.failed += 1;
+                    report.problem(p, max);
+                }
+            }
+        }
+        // Problems of validation and of matching interleave; keep row order.
+        report.errors.sort_by_key(|p| p.row_number);
+    }
+}
+
+/// One CSV record from the splitter: the header, or a data row.
+fn accept(
+    fields: Fields<'_>,
+    header: &mut Option<Header>,
+    last_row: &mut u64,
+    pending: &mut Vec<ImportRecord>,
+    report: &mut ImportReport,
+    options: &ImportOptions,
+) -> Result<(), Stop> {
+    let Some(h) = header else {
+        *header = Some(Header::parse(fields).map_err(Stop::Error)?);
+        return Ok(());
+    };
+    *last_row += 1;
+    take(h.record(*last_row, fields, options.region), pending, report, options);
+    Ok(())
+}
+
+fn take(parsed: Parsed, pending: &mut Vec<ImportRecord>, report: &mut ImportReport, options: &ImportOptions) {
+    match parsed {
+        Parsed::Blank => {}
+        Parsed::Record(record) => {
+            report.received += 1;
+            pending.push(record);
+        }
+        Parsed::Failed(problems) => {
+            report.received += 1;
+            report.failed += 1;
+            for p in problems {
+                report.problem(p, options.max_errors);
+            }
+        }
+    }
+}
+
+/// Reads what the batch needs, plans it, writes the plan.
+async fn write_batch(
+    db: &impl sea_orm::ConnectionTrait,
+    batch: &[ImportRecord],
+    settings: &PlanSettings,
+) -> Result<Plan, WriteError> {
+    let owners = live_owner_map(db, &plan::keys(batch)).await?;
+    let mut ids: Vec<String> = owners.values().cloned().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let customers = q::find_many(db, &ids).await?;
+    let plan = Plan::build(batch, Stored { owners, customers }, settings, new_id);
+    let now = super::now();
+    for (before, draft) in plan.updates() {
+        q::save(db, before, draft, now).await?;
+    }
+    q::insert_many(db, &plan.inserts(now)).await?;
+    link_many_by_name(db, &plan.organization_links(), DefaultRights::default()).await?;
+    Ok(plan)
+}
