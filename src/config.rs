@@ -31,6 +31,72 @@ pub enum Command {
     /// Manage caller tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Import customers from a CSV file into a running server.
+    Import(ImportArgs),
+    /// Export customers from a running server as CSV.
+    Export(ExportArgs),
+}
+
+/// How the CLI reaches a running server.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The server's URL.
+    #[arg(long, env = "CUSTOMER_SERVICE_URL", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Bearer token (needs the import permission to import, read to export).
+    #[arg(long, env = "CUSTOMER_SERVICE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Import mode.
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum ImportMode {
+    /// Create new people, update matched ones with the row's non-empty cells.
+    #[default]
+    Upsert,
+    /// Create new people; skip and report matched ones.
+    CreateOnly,
+}
+
+/// `customer-service import`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The CSV file (UTF-8; header row with an email and/or mobile column).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Validate, match and count exactly as a real run would; store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// What to do with rows that match an existing customer.
+    #[arg(long, value_enum, default_value_t)]
+    pub mode: ImportMode,
+    /// Store nothing if any row fails.
+    #[arg(long)]
+    pub all_or_nothing: bool,
+    /// Region for phone numbers without +country (default: the server's).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Write the failed rows, with an import_error column, to this CSV file
+    /// (fix them and import that file).
+    #[arg(long)]
+    pub errors_out: Option<PathBuf>,
+}
+
+/// `customer-service export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Only customers matching this filter (same syntax as ListCustomers).
+    #[arg(long, default_value = "")]
+    pub filter: String,
+    /// Include deleted customers.
+    #[arg(long)]
+    pub show_deleted: bool,
 }
 
 /// Token commands.

@@ -5,6 +5,7 @@
 //! [`api`] (gRPC handlers) → [`domain`] (rules) → [`store`] (SeaORM).
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod proto;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use customer_service::{
+    cli,
     config::{Cli, Command, TokenCommand},
     server::{self, ServerConfig},
     store::Store,
@@ -20,6 +21,18 @@ async fn main() -> ExitCode {
         }
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Token(TokenCommand::New { name, permissions })) => new_token(&name, &permissions),
+        Some(Command::Import(args)) => {
+            return match cli::import::run(args).await {
+                Ok(true) => ExitCode::SUCCESS,
+                // Some rows failed: the report says which.
+                Ok(false) => ExitCode::from(2),
+                Err(e) => {
+                    eprintln!("customer-service import: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Export(args)) => cli::export::run(args).await,
         None => serve(cli.serve).await,
     };
     match result {

@@ -82,8 +82,13 @@ enum Target {
     Email,
     Mobile,
     HubAccess,
+    /// The CLI's error-report column: a fixed file imports without it.
+    Ignored,
     Attribute(String),
 }
+
+/// The column the CLI's error report adds to failed rows.
+pub const ERROR_COLUMN: &str = "import_error";
 
 /// Column names with a meaning of their own, after trimming and lower-casing.
 fn target_of(header: &str) -> Target {
@@ -92,6 +97,7 @@ fn target_of(header: &str) -> Target {
         "email" => Target::Email,
         "mobile" => Target::Mobile,
         "hub_access" => Target::HubAccess,
+        ERROR_COLUMN => Target::Ignored,
         "organization" | "organisation" => Target::Attribute("organization".to_owned()),
         "role" => Target::Attribute("role".to_owned()),
         "department" => Target::Attribute("department".to_owned()),
@@ -293,7 +299,7 @@ impl RecordBuilder {
 
     /// One trimmed, unprotected cell.
     fn cell(&mut self, column: &str, target: &Target, cell: &str) {
-        if cell.is_empty() {
+        if cell.is_empty() || *target == Target::Ignored {
             return;
         }
         self.any_cell = true;
@@ -360,6 +366,7 @@ impl RecordBuilder {
                     self.record.attributes.insert(key.clone(), cell.to_owned());
                 }
             }
+            Target::Ignored => {}
         }
     }
 
