@@ -11,7 +11,6 @@
 //! p50/p90/p99 latency and the server's peak RSS.
 
 use std::{
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -19,14 +18,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
+use common::{BIN, Rng, Server};
 use customer_service::proto::v1::{
     self as pb, customer_service_client::CustomerServiceClient, ticket_intake_service_client::TicketIntakeServiceClient,
 };
-use sea_orm::{ConnectionTrait, Database};
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
-const BIN: &str = env!("CARGO_BIN_EXE_customer-service");
 /// Workers share this many HTTP/2 connections (same for every scenario).
 const CHANNELS: usize = 4;
 
@@ -63,98 +63,11 @@ fn args() -> Args {
     a
 }
 
-/// Deterministic pseudo-random numbers (xorshift64*); no dependency needed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn seeded_email(i: usize) -> String {
     format!("seed{i}@bench.example.com")
 }
 fn seeded_mobile(i: usize) -> String {
     format!("+4479110{i:05}")
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(url: &str) -> Self {
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--database-url",
-                url,
-            ])
-            .env(
-                "RUST_LOG",
-                std::env::var("BENCH_SERVER_LOG_LEVEL").unwrap_or_else(|_| "warn,customer_service=info".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start server");
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("server exited").unwrap();
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["message"] == "listening" {
-                break v["addr"].as_str().unwrap().to_owned();
-            }
-        };
-        // BENCH_SERVER_LOG=FILE keeps the server's log for profiling.
-        let mut keep = std::env::var("BENCH_SERVER_LOG")
-            .ok()
-            .and_then(|p| std::fs::File::create(p).ok());
-        std::thread::spawn(move || {
-            use std::io::Write;
-            for line in lines.map_while(Result::ok) {
-                if let Some(f) = keep.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
-            }
-        });
-        Self { child, addr }
-    }
-
-    /// Peak and current resident memory, MiB.
-    fn memory(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let kib = |key: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (kib("VmHWM:") / 1024.0, kib("VmRSS:") / 1024.0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
 }
 
 async fn channels(addr: &str) -> Vec<Channel> {
@@ -375,22 +288,10 @@ async fn main() {
         .await;
     }
     if a.backend == "all" || a.backend == "postgres" {
-        let admin =
-            std::env::var("BENCH_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        match Database::connect(&admin).await {
-            Ok(conn) => {
-                let name = format!("cs_bench_{}", std::process::id());
-                conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
-                    .await
-                    .unwrap();
-                conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .unwrap();
-                let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-                bench_backend("PostgreSQL", &url, &a).await;
-                conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok();
+        match common::PgDatabase::create().await {
+            Ok(db) => {
+                bench_backend("PostgreSQL", &db.url, &a).await;
+                db.drop().await;
             }
             Err(e) => println!("\n## PostgreSQL: skipped ({e}); set BENCH_POSTGRES_URL"),
         }

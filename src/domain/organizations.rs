@@ -557,25 +557,34 @@ pub async fn link_by_name(
     link(db, customer_id, &org.id, rights).await
 }
 
-/// [`link_by_name`] for many (customer id, organisation name) pairs at once,
-/// with a few set-based queries (import batches).
+/// One customer to link to an organisation by name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OrgLink {
+    pub customer_id: String,
+    pub organization: String,
+    /// Created in this transaction, so it has no memberships to look up.
+    pub customer_is_new: bool,
+}
+
+/// [`link_by_name`] for many customers at once, with a few set-based
+/// queries (import batches).
 pub async fn link_many_by_name(
     db: &impl sea_orm::ConnectionTrait,
-    pairs: &[(String, String)],
+    links: &[OrgLink],
     rights: DefaultRights,
 ) -> Result<(), sea_orm::DbErr> {
     use std::collections::{BTreeSet, HashMap, HashSet};
-    let pairs: Vec<(&str, &str)> = pairs
+    let links: Vec<(&OrgLink, &str)> = links
         .iter()
-        .map(|(c, o)| (c.as_str(), o.trim()))
+        .map(|l| (l, l.organization.trim()))
         .filter(|(_, o)| !o.is_empty() && o.chars().count() <= MAX_NAME)
         .collect();
-    if pairs.is_empty() {
+    if links.is_empty() {
         return Ok(());
     }
-    let keys: BTreeSet<String> = pairs.iter().map(|(_, o)| o.to_lowercase()).collect();
+    let keys: BTreeSet<String> = links.iter().map(|(_, o)| o.to_lowercase()).collect();
     let mut org_of_key: HashMap<String, String> = q::find_live_ids_by_name_keys(db, &keys).await?;
-    for (_, name) in &pairs {
+    for (_, name) in &links {
         if let std::collections::hash_map::Entry::Vacant(slot) = org_of_key.entry(name.to_lowercase()) {
             let draft = OrganizationDraft {
                 name: (*name).to_owned(),
@@ -584,18 +593,22 @@ pub async fn link_many_by_name(
             slot.insert(q::insert(db, &new_id(), &draft, super::now()).await?.id);
         }
     }
-    let customer_ids: BTreeSet<&str> = pairs.iter().map(|(c, _)| *c).collect();
-    let existing: HashSet<(String, String)> = q::memberships_of_customers(db, &customer_ids).await?;
+    let stored: BTreeSet<&str> = links
+        .iter()
+        .filter(|(l, _)| !l.customer_is_new)
+        .map(|(l, _)| l.customer_id.as_str())
+        .collect();
+    let existing: HashSet<(String, String)> = q::memberships_of_customers(db, &stored).await?;
     let now = super::now();
     let mut new = Vec::new();
     let mut seen = HashSet::new();
-    for (customer_id, name) in pairs {
+    for (link, name) in links {
         let organization_id = &org_of_key[&name.to_lowercase()];
-        let key = (organization_id.clone(), customer_id.to_owned());
+        let key = (organization_id.clone(), link.customer_id.clone());
         if !existing.contains(&key) && seen.insert(key) {
             new.push(Membership {
                 organization_id: organization_id.clone(),
-                customer_id: customer_id.to_owned(),
+                customer_id: link.customer_id.clone(),
                 can_view_tickets: rights.can_view_tickets,
                 can_create_tickets: rights.can_create_tickets,
                 create_time: now,

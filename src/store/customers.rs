@@ -137,16 +137,83 @@ pub async fn insert_many(db: &impl ConnectionTrait, new: &[(Customer, CustomerDr
     if new.is_empty() {
         return Ok(());
     }
-    // Bind-parameter limit: 65,535 per statement; 15 columns per customer.
-    for chunk in new.chunks(1000) {
+    if super::pg::is_pg(db) && new.iter().all(|(c, _)| is_fresh(c)) {
+        return insert_many_pg(db, new).await;
+    }
+    // Runs of at most 256 rows stay under every backend's bind-parameter limit.
+    for chunk in super::pow2_chunks(new, 256) {
         customer::Entity::insert_many(chunk.iter().map(|(c, _)| customer_row(c)))
             .exec_without_returning(db)
             .await?;
-        let identities = chunk.iter().flat_map(|(c, d)| identity_rows(&c.id, d, true));
-        identity::Entity::insert_many(identities)
+    }
+    let identities: Vec<_> = new.iter().flat_map(|(c, d)| identity_rows(&c.id, d, true)).collect();
+    for chunk in super::pow2_chunks(&identities, 256) {
+        identity::Entity::insert_many(chunk.iter().cloned())
             .exec_without_returning(db)
             .await?;
     }
+    Ok(())
+}
+
+/// A customer as created: no deletion, no tickets yet.
+fn is_fresh(c: &Customer) -> bool {
+    c.delete_time.is_none() && c.ticket_count == 0 && c.first_ticket_time.is_none() && c.last_ticket_time.is_none()
+}
+
+/// [`insert_many`] on PostgreSQL: two UNNEST statements, whatever the count.
+async fn insert_many_pg(db: &impl ConnectionTrait, new: &[(Customer, CustomerDraft)]) -> Result<(), DbErr> {
+    use super::pg::{bools, execute, texts};
+    let column = |f: fn(&Customer) -> String| texts(new.iter().map(|(c, _)| f(c)));
+    execute(
+        db,
+        "INSERT INTO customers (id, name, email, mobile, attributes, state, hub_access_enabled, source, revision, \
+         create_time, update_time, ticket_count) \
+         SELECT id, name, NULLIF(email, ''), NULLIF(mobile, ''), attributes, state, hub, source, revision, ct, ut, 0 \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::boolean[], \
+         $8::text[], $9::bigint[], $10::timestamptz[], $11::timestamptz[]) \
+         AS u(id, name, email, mobile, attributes, state, hub, source, revision, ct, ut)",
+        vec![
+            column(|c| c.id.clone()),
+            column(|c| c.name.clone()),
+            column(|c| c.email.clone().unwrap_or_default()),
+            column(|c| c.mobile.clone().unwrap_or_default()),
+            column(|c| attributes_json(&c.attributes)),
+            column(|c| c.state.as_str().to_owned()),
+            bools(new.iter().map(|(c, _)| c.hub_access_enabled)),
+            column(|c| c.source.as_str().to_owned()),
+            new.iter().map(|(c, _)| c.revision).collect::<Vec<i64>>().into(),
+            new.iter()
+                .map(|(c, _)| c.create_time)
+                .collect::<Vec<DateTime<Utc>>>()
+                .into(),
+            new.iter()
+                .map(|(c, _)| c.update_time)
+                .collect::<Vec<DateTime<Utc>>>()
+                .into(),
+        ],
+    )
+    .await?;
+    let mut rows: [Vec<String>; 5] = Default::default();
+    for (c, d) in new {
+        let email = d.email.as_ref().map(|e| (EMAIL, e.normalised(), e.as_str()));
+        let mobile = d.mobile.as_ref().map(|m| (MOBILE, m.e164(), m.original()));
+        for (kind, key, original) in [email, mobile].into_iter().flatten() {
+            rows[0].push(c.id.clone());
+            rows[1].push(kind.to_owned());
+            rows[2].push(key.to_owned());
+            rows[3].push(original.to_owned());
+            rows[4].push(key.to_owned());
+        }
+    }
+    let [ids, kinds, keys, originals, live] = rows;
+    execute(
+        db,
+        "INSERT INTO customer_identities (customer_id, kind, normalized, original, is_primary, live_key) \
+         SELECT c, k, n, o, true, l FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+         AS u(c, k, n, o, l)",
+        vec![texts(ids), texts(kinds), texts(keys), texts(originals), texts(live)],
+    )
+    .await?;
     Ok(())
 }
 
@@ -155,8 +222,13 @@ pub async fn find_many(db: &impl ConnectionTrait, ids: &[String]) -> Result<Vec<
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let condition = if super::pg::is_pg(db) {
+        Expr::cust_with_values("\"id\" = ANY($1)", [super::pg::texts(ids.iter().cloned())])
+    } else {
+        customer::Column::Id.is_in(super::padded(ids.iter().cloned()))
+    };
     customer::Entity::find()
-        .filter(customer::Column::Id.is_in(ids.iter().cloned()))
+        .filter(condition)
         .all(db)
         .await?
         .into_iter()

@@ -6,7 +6,9 @@ pub mod entities;
 pub mod hub;
 pub mod intake;
 pub mod migration;
+mod nodelay;
 pub mod organizations;
+pub mod pg;
 
 use std::{sync::Arc, time::Duration};
 
@@ -97,6 +99,21 @@ impl Store {
 
     fn options(url: &str, pool: &PoolSettings, max_connections: u32) -> ConnectOptions {
         let mut opts = ConnectOptions::new(url.to_owned());
+        if let Some(port) = tcp_port(url) {
+            // sqlx's own hook runs for every connection the pool opens.
+            opts.map_sqlx_postgres_pool_opts(move |o| {
+                o.after_connect(move |_, _| {
+                    nodelay::apply(port);
+                    Box::pin(async { Ok(()) })
+                })
+            })
+            .map_sqlx_mysql_pool_opts(move |o| {
+                o.after_connect(move |_, _| {
+                    nodelay::apply(port);
+                    Box::pin(async { Ok(()) })
+                })
+            });
+        }
         opts.max_connections(max_connections)
             .min_connections(1)
             .acquire_timeout(pool.acquire_timeout)
@@ -108,8 +125,11 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
-                    // Reads through the memory map skip a copy per page.
-                    .pragma("mmap_size", "268435456")
+                    // Reads through the memory map skip a copy per page. Mapped
+                    // pages count as resident memory, so the map is kept at
+                    // 64 MiB: enough for the hot indexes, while a big import
+                    // stays far under its memory budget.
+                    .pragma("mmap_size", "67108864")
             });
         opts
     }
@@ -182,6 +202,53 @@ impl Store {
     }
 }
 
+/// Splits `items` into runs whose lengths are powers of two, at most `max`.
+/// Multi-row statements then come in a few distinct texts, so each
+/// connection's prepared-statement cache holds a handful of them instead of
+/// one (large) statement per batch size: that cache was most of the memory
+/// of a SQLite import.
+pub(crate) fn pow2_chunks<T>(mut items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let len = items.len().min(max);
+        let run = 1 << len.ilog2();
+        let (head, rest) = items.split_at(run);
+        items = rest;
+        Some(head)
+    })
+}
+
+/// `keys` padded to a power-of-two length by repeating the last one, for
+/// `IN (...)` lists (see [`pow2_chunks`]); repeats match nothing new.
+pub(crate) fn padded<T: Clone>(keys: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut keys: Vec<T> = keys.into_iter().collect();
+    if let Some(last) = keys.last().cloned() {
+        keys.resize(keys.len().next_power_of_two(), last);
+    }
+    keys
+}
+
+/// The TCP port of a PostgreSQL or MySQL URL; `None` for SQLite and sockets.
+fn tcp_port(url: &str) -> Option<u16> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default = match scheme {
+        "postgres" | "postgresql" => 5432,
+        "mysql" | "mariadb" => 3306,
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.is_empty() || host_port.starts_with('%') {
+        return None;
+    }
+    match host_port.rsplit_once(':') {
+        Some((_, port)) if !host_port.ends_with(']') => port.parse().ok(),
+        _ => Some(default),
+    }
+}
+
 /// Whether a database error is a unique-index violation.
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
@@ -213,5 +280,27 @@ impl From<DbErr> for Error {
         } else {
             Error::Internal(err.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tcp_ports() {
+        use super::tcp_port;
+        assert_eq!(tcp_port("postgres://u@db.example.com:6432/x"), Some(6432));
+        assert_eq!(tcp_port("postgres://u:p@127.0.0.1/x"), Some(5432));
+        assert_eq!(tcp_port("mysql://root@[::1]/test"), Some(3306));
+        assert_eq!(tcp_port("postgres://u@%2Fvar%2Frun%2Fpostgresql/x"), None);
+        assert_eq!(tcp_port("sqlite:///tmp/x.db"), None);
+    }
+
+    #[test]
+    fn power_of_two_runs() {
+        let items: Vec<u32> = (0..1000).collect();
+        let runs: Vec<usize> = super::pow2_chunks(&items, 256).map(<[u32]>::len).collect();
+        assert_eq!(runs, [256, 256, 256, 128, 64, 32, 8]);
+        assert_eq!(super::padded([1, 2, 3]), [1, 2, 3, 3]);
+        assert!(super::padded(Vec::<u8>::new()).is_empty());
     }
 }

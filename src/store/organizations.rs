@@ -214,7 +214,29 @@ pub async fn insert_membership(db: &impl ConnectionTrait, m: &Membership) -> Res
 
 /// Inserts many memberships with multi-row statements.
 pub async fn insert_memberships(db: &impl ConnectionTrait, memberships: &[Membership]) -> Result<(), DbErr> {
-    for chunk in memberships.chunks(1000) {
+    if memberships.is_empty() {
+        return Ok(());
+    }
+    if super::pg::is_pg(db) {
+        use super::pg::{bools, execute, texts};
+        return execute(
+            db,
+            "INSERT INTO memberships (organization_id, customer_id, can_view_tickets, can_create_tickets, \
+             create_time, update_time) SELECT o, c, v, n, t, u \
+             FROM UNNEST($1::text[], $2::text[], $3::boolean[], $4::boolean[], $5::timestamptz[], $6::timestamptz[]) \
+             AS x(o, c, v, n, t, u)",
+            vec![
+                texts(memberships.iter().map(|m| m.organization_id.clone())),
+                texts(memberships.iter().map(|m| m.customer_id.clone())),
+                bools(memberships.iter().map(|m| m.can_view_tickets)),
+                bools(memberships.iter().map(|m| m.can_create_tickets)),
+                memberships.iter().map(|m| m.create_time).collect::<Vec<_>>().into(),
+                memberships.iter().map(|m| m.update_time).collect::<Vec<_>>().into(),
+            ],
+        )
+        .await;
+    }
+    for chunk in super::pow2_chunks(memberships, 256) {
         let rows = chunk.iter().map(|m| membership::ActiveModel {
             organization_id: Set(m.organization_id.clone()),
             customer_id: Set(m.customer_id.clone()),
@@ -234,13 +256,28 @@ pub async fn memberships_of_customers(
     customer_ids: &std::collections::BTreeSet<&str>,
 ) -> Result<std::collections::HashSet<(String, String)>, DbErr> {
     let mut found = std::collections::HashSet::new();
+    if customer_ids.is_empty() {
+        return Ok(found);
+    }
+    if super::pg::is_pg(db) {
+        let rows = super::pg::query(
+            db,
+            "SELECT organization_id, customer_id FROM memberships WHERE customer_id = ANY($1)",
+            vec![super::pg::texts(customer_ids.iter().copied())],
+        )
+        .await?;
+        for row in rows {
+            found.insert((row.try_get("", "organization_id")?, row.try_get("", "customer_id")?));
+        }
+        return Ok(found);
+    }
     let ids: Vec<&str> = customer_ids.iter().copied().collect();
     for chunk in ids.chunks(1000) {
         let rows: Vec<(String, String)> = membership::Entity::find()
             .select_only()
             .column(membership::Column::OrganizationId)
             .column(membership::Column::CustomerId)
-            .filter(membership::Column::CustomerId.is_in(chunk.iter().copied()))
+            .filter(membership::Column::CustomerId.is_in(super::padded(chunk.iter().copied())))
             .into_tuple()
             .all(db)
             .await?;
@@ -258,7 +295,7 @@ pub async fn find_live_ids_by_name_keys(
         .select_only()
         .column(organization::Column::LiveNameKey)
         .column(organization::Column::Id)
-        .filter(organization::Column::LiveNameKey.is_in(keys.iter().cloned()))
+        .filter(organization::Column::LiveNameKey.is_in(super::padded(keys.iter().cloned())))
         .into_tuple()
         .all(db)
         .await?;

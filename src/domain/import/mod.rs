@@ -16,9 +16,11 @@ use self::{
     plan::{Mode, Outcome, Plan, PlanSettings, Stored},
     row::{Header, ImportRecord, Parsed, RowInput, RowProblem},
 };
+use tokio::{sync::mpsc, task::JoinHandle};
+
 use super::{
     Error,
-    customers::{CustomerSettings, Customers, new_id},
+    customers::{Customers, new_id},
     mobile::Region,
     organizations::{DefaultRights, link_many_by_name},
 };
@@ -77,13 +79,14 @@ impl ImportReport {
 }
 
 /// One import in progress. Feed it with [`ImportRun::csv`] and
-/// [`ImportRun::row`], then call [`ImportRun::finish`]. Dropping it midway
-/// rolls back the batch in flight (and, for dry runs and all-or-nothing
-/// imports, everything).
+/// [`ImportRun::row`], then call [`ImportRun::finish`]. Parsing and
+/// validation run here while a writer task matches and writes the previous
+/// batch. Dropping the run midway stops the writer, which rolls back the
+/// batch in flight (and, for dry runs and all-or-nothing imports,
+/// everything).
 pub struct ImportRun {
-    store: Store,
-    settings: CustomerSettings,
     options: ImportOptions,
+    /// Counts and problems of parsing and validation.
     report: ImportReport,
     splitter: Splitter,
     csv_seen: bool,
@@ -91,6 +94,54 @@ pub struct ImportRun {
     /// Number of the last data row seen (CSV records and rows share it).
     last_row: u64,
     pending: Vec<ImportRecord>,
+    writer: Writer,
+}
+
+/// The writer task and the queue to it (one batch waits while one is written).
+struct Writer {
+    queue: Option<mpsc::Sender<Vec<ImportRecord>>>,
+    task: Option<JoinHandle<Result<Written, Error>>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+impl Writer {
+    /// Queues a batch; if the writer has stopped, returns why.
+    async fn send(&mut self, batch: Vec<ImportRecord>) -> Result<(), Error> {
+        let Some(queue) = &self.queue else {
+            return Err(Error::Internal("import writer already finished".into()));
+        };
+        if queue.send(batch).await.is_ok() {
+            return Ok(());
+        }
+        match self.finish().await {
+            Err(e) => Err(e),
+            Ok(_) => Err(Error::Internal("import writer stopped early".into())),
+        }
+    }
+
+    /// Closes the queue and waits for the last batch.
+    async fn finish(&mut self) -> Result<Written, Error> {
+        self.queue = None;
+        let task = self
+            .task
+            .take()
+            .ok_or_else(|| Error::Internal("import writer already finished".into()))?;
+        task.await
+            .map_err(|e| Error::Internal(format!("import writer failed: {e}")))?
+    }
+}
+
+/// What the writer did.
+#[derive(Default)]
+struct Written {
+    report: ImportReport,
     /// The outer transaction of a dry run or an all-or-nothing import.
     outer: Option<WriteTxn>,
 }
@@ -116,9 +167,13 @@ impl ImportRun {
         } else {
             None
         };
+        let (queue, batches) = mpsc::channel(1);
+        let settings = PlanSettings {
+            mode: options.mode,
+            hub_access_default: customers.settings().hub_access_default,
+        };
+        let task = tokio::spawn(write_all(store, outer, batches, settings, options.max_errors));
         Ok(Self {
-            store,
-            settings: customers.settings(),
             options,
             report: ImportReport {
                 import_id: new_id(),
@@ -129,18 +184,16 @@ impl ImportRun {
             header: None,
             last_row: 0,
             pending: Vec::new(),
-            outer,
+            writer: Writer {
+                queue: Some(queue),
+                task: Some(task),
+            },
         })
     }
 
     /// The import's id.
     pub fn id(&self) -> &str {
         &self.report.import_id
-    }
-
-    /// Data rows received so far.
-    pub fn received(&self) -> u64 {
-        self.report.received
     }
 
     /// The next bytes of the CSV file.
@@ -157,8 +210,26 @@ impl ImportRun {
         } = self;
         let mut sink = |fields: Fields<'_>| accept(fields, header, last_row, pending, report, options);
         let fed = splitter.push(chunk, &mut sink);
-        self.check(fed)?;
+        if let Err(e) = self.check(fed) {
+            return Err(self.stop(e).await);
+        }
         self.flush_full().await
+    }
+
+    /// After a fatal problem in the input: the rows before it are still
+    /// written (and committed, unless a dry run or all-or-nothing import
+    /// holds them in its outer transaction, which is rolled back).
+    async fn stop(&mut self, error: Error) -> Error {
+        let rest = std::mem::take(&mut self.pending);
+        if !rest.is_empty()
+            && let Err(e) = self.writer.send(rest).await
+        {
+            return e;
+        }
+        match self.writer.finish().await {
+            Ok(_) => error,
+            Err(e) => e,
+        }
     }
 
     /// One structured row.
@@ -183,7 +254,9 @@ impl ImportRun {
             } = &mut self;
             let mut sink = |fields: Fields<'_>| accept(fields, header, last_row, pending, report, options);
             let fed = splitter.finish(&mut sink);
-            self.check(fed)?;
+            if let Err(e) = self.check(fed) {
+                return Err(self.stop(e).await);
+            }
             if self.header.is_none() {
                 return Err(Error::invalid(
                     "csv_chunk",
@@ -191,30 +264,31 @@ impl ImportRun {
                 ));
             }
         }
-        let rest = std::mem::take(&mut self.pending);
-        self.write(rest).await?;
-        let mut report = self.report;
-        if let Some(outer) = self.outer {
-            if self.options.dry_run || report.failed > 0 {
-                drop(outer);
-                report.nothing_stored = true;
-            } else {
-                outer.commit().await?;
-            }
-        }
-        Ok(report)
+        self.complete(false).await
     }
 
     /// Stops early (the server is shutting down): writes the complete rows
     /// received so far and reports; a CSV record cut off midway is dropped.
     /// A dry run or all-or-nothing import stores nothing.
-    pub async fn interrupt(mut self) -> Result<ImportReport, Error> {
+    pub async fn interrupt(self) -> Result<ImportReport, Error> {
+        self.complete(true).await
+    }
+
+    async fn complete(mut self, interrupted: bool) -> Result<ImportReport, Error> {
         let rest = std::mem::take(&mut self.pending);
-        self.write(rest).await?;
-        let mut report = self.report;
-        report.interrupted = true;
-        if self.outer.take().is_some() {
-            report.nothing_stored = true;
+        if !rest.is_empty() {
+            self.writer.send(rest).await?;
+        }
+        let written = self.writer.finish().await?;
+        let mut report = merge(self.report, written.report, self.options.max_errors);
+        report.interrupted = interrupted;
+        if let Some(outer) = written.outer {
+            if self.options.dry_run || report.failed > 0 || interrupted {
+                drop(outer);
+                report.nothing_stored = true;
+            } else {
+                outer.commit().await?;
+            }
         }
         Ok(report)
     }
@@ -248,63 +322,51 @@ impl ImportRun {
         while self.pending.len() >= BATCH_ROWS {
             let rest = self.pending.split_off(BATCH_ROWS);
             let batch = std::mem::replace(&mut self.pending, rest);
-            self.write(batch).await?;
+            self.writer.send(batch).await?;
         }
         Ok(())
     }
+}
 
-    /// Matches and writes one batch, retrying when a concurrent writer took
-    /// an identity or changed a customer between our read and our write.
-    async fn write(&mut self, batch: Vec<ImportRecord>) -> Result<(), Error> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let settings = PlanSettings {
-            mode: self.options.mode,
-            hub_access_default: self.settings.hub_access_default,
-        };
-        for attempt in 1..=ATTEMPTS {
-            let written = match &self.outer {
-                Some(outer) => {
-                    let savepoint = sea_orm::TransactionTrait::begin(&**outer).await?;
-                    match write_batch(&savepoint, &batch, &settings).await {
-                        Ok(plan) => savepoint.commit().await.map(|_| plan).map_err(WriteError::Db),
-                        Err(e) => {
-                            savepoint.rollback().await?;
-                            Err(e)
-                        }
-                    }
-                }
-                None => {
-                    let txn = self.store.begin_write().await?;
-                    match write_batch(&*txn, &batch, &settings).await {
-                        Ok(plan) => txn.commit().await.map(|_| plan).map_err(WriteError::Db),
-                        Err(e) => Err(e),
-                    }
-                }
-            };
-            match written {
-                Ok(plan) => {
-                    self.tally(plan);
-                    return Ok(());
-                }
-                Err(WriteError::Db(e)) if !is_unique_violation(&e) => return Err(e.into()),
-                Err(_) if attempt < ATTEMPTS => {
-                    tracing::debug!(attempt, import_id = %self.report.import_id, "import batch raced a concurrent write; retrying");
-                }
-                Err(_) => break,
-            }
-        }
-        Err(Error::Aborted(format!(
-            "rows {} to {} kept conflicting with concurrent changes; rows before them were imported, re-run the file",
-            batch[0].row_number,
-            batch[batch.len() - 1].row_number
-        )))
+/// Combines the validation side's report with the writer's; problems in
+/// row order, capped at `max`.
+fn merge(parsed: ImportReport, written: ImportReport, max: usize) -> ImportReport {
+    let mut errors = parsed.errors;
+    errors.extend(written.errors);
+    errors.sort_by_key(|p| p.row_number);
+    let listed_before = errors.len() as u64;
+    errors.truncate(max);
+    ImportReport {
+        import_id: parsed.import_id,
+        received: parsed.received,
+        created: written.created,
+        updated: written.updated,
+        unchanged: written.unchanged,
+        skipped: written.skipped,
+        failed: parsed.failed + written.failed,
+        errors_omitted: parsed.errors_omitted + written.errors_omitted + listed_before - errors.len() as u64,
+        errors,
+        nothing_stored: false,
+        interrupted: false,
     }
+}
 
-    fn tally(&mut self, plan: Plan) {
-        let max = self.options.max_errors;
-        let report = &mut self.report;
+/// The writer task: matches and writes batches as they come, each in its
+/// own transaction (or savepoint of `outer`).
+async fn write_all(
+    store: Store,
+    outer: Option<WriteTxn>,
+    mut batches: mpsc::Receiver<Vec<ImportRecord>>,
+    settings: PlanSettings,
+    max_errors: usize,
+) -> Result<Written, Error> {
+    let mut written = Written {
+        outer,
+        ..Default::default()
+    };
+    while let Some(batch) = batches.recv().await {
+        let plan = write_retrying(&store, written.outer.as_ref(), &batch, &settings).await?;
+        let report = &mut written.report;
         for outcome in plan.outcomes {
             match outcome {
                 Outcome::Created => report.created += 1,
@@ -312,17 +374,60 @@ impl ImportRun {
                 Outcome::Unchanged => report.unchanged += 1,
                 Outcome::Skipped(p) => {
                     report.skipped += 1;
-                    report.problem(p, max);
+                    report.problem(p, max_errors);
                 }
                 Outcome::Failed(p) => {
                     report.failed += 1;
-                    report.problem(p, max);
+                    report.problem(p, max_errors);
                 }
             }
         }
-        // Problems of validation and of matching interleave; keep row order.
-        report.errors.sort_by_key(|p| p.row_number);
     }
+    Ok(written)
+}
+
+/// Matches and writes one batch, retrying when a concurrent writer took an
+/// identity or changed a customer between our read and our write.
+async fn write_retrying(
+    store: &Store,
+    outer: Option<&WriteTxn>,
+    batch: &[ImportRecord],
+    settings: &PlanSettings,
+) -> Result<Plan, Error> {
+    for attempt in 1..=ATTEMPTS {
+        let written = match outer {
+            Some(outer) => {
+                let savepoint = sea_orm::TransactionTrait::begin(&**outer).await?;
+                match write_batch(&savepoint, batch, settings).await {
+                    Ok(plan) => savepoint.commit().await.map(|_| plan).map_err(WriteError::Db),
+                    Err(e) => {
+                        savepoint.rollback().await?;
+                        Err(e)
+                    }
+                }
+            }
+            None => {
+                let txn = store.begin_write().await?;
+                match write_batch(&*txn, batch, settings).await {
+                    Ok(plan) => txn.commit().await.map(|_| plan).map_err(WriteError::Db),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match written {
+            Ok(plan) => return Ok(plan),
+            Err(WriteError::Db(e)) if !is_unique_violation(&e) => return Err(e.into()),
+            Err(_) if attempt < ATTEMPTS => {
+                tracing::debug!(attempt, "import batch raced a concurrent write; retrying");
+            }
+            Err(_) => break,
+        }
+    }
+    Err(Error::Aborted(format!(
+        "rows {} to {} kept conflicting with concurrent changes; rows before them were imported, re-run the file",
+        batch[0].row_number,
+        batch[batch.len() - 1].row_number
+    )))
 }
 
 /// One CSV record from the splitter: the header, or a data row.

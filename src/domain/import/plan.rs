@@ -16,7 +16,7 @@ use crate::{
     domain::{
         attributes::Attributes,
         customer::{Customer, CustomerDraft, Source},
-        organizations::ORGANIZATION_ATTRIBUTE,
+        organizations::{ORGANIZATION_ATTRIBUTE, OrgLink},
     },
     store::{customers::IdentityKind, intake::Keys},
 };
@@ -239,12 +239,18 @@ impl Plan {
             .filter_map(|s| Some((s.before.as_ref()?, &s.draft)))
     }
 
-    /// (customer id, organisation name) pairs to link.
-    pub fn organization_links(&self) -> Vec<(String, String)> {
-        let mut links: Vec<(String, String)> = self
+    /// Customers to link to organisations the rows named.
+    pub fn organization_links(&self) -> Vec<OrgLink> {
+        let mut links: Vec<OrgLink> = self
             .slots
             .iter()
-            .flat_map(|s| s.organizations.iter().map(|o| (s.id.clone(), o.clone())))
+            .flat_map(|s| {
+                s.organizations.iter().map(|o| OrgLink {
+                    customer_id: s.id.clone(),
+                    organization: o.clone(),
+                    customer_is_new: s.before.is_none(),
+                })
+            })
             .collect();
         links.sort();
         links.dedup();

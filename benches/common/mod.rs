@@ -1,0 +1,136 @@
+//! Shared by the benchmarks: the server binary as a child process, a
+//! deterministic RNG and a throwaway PostgreSQL database.
+
+#![allow(dead_code)] // Each bench uses its own subset.
+
+use std::process::{Child, Command, Stdio};
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+
+/// The server binary cargo built for this bench.
+pub const BIN: &str = env!("CARGO_BIN_EXE_customer-service");
+
+/// Deterministic pseudo-random numbers (xorshift64*); no dependency needed.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The server binary on a free loopback port.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    pub fn start(url: &str) -> Self {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--database-url",
+                url,
+            ])
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_SERVER_LOG_LEVEL").unwrap_or_else(|_| "warn,customer_service=info".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start server");
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("server exited").unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["message"] == "listening" {
+                break v["addr"].as_str().unwrap().to_owned();
+            }
+        };
+        // BENCH_SERVER_LOG=FILE keeps the server's log for profiling.
+        let mut keep = std::env::var("BENCH_SERVER_LOG")
+            .ok()
+            .and_then(|p| std::fs::File::create(p).ok());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            for line in lines.map_while(Result::ok) {
+                if let Some(f) = keep.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        });
+        Self { child, addr }
+    }
+
+    /// Peak and current resident memory, MiB.
+    pub fn memory(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (kib("VmHWM:") / 1024.0, kib("VmRSS:") / 1024.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh PostgreSQL database, from BENCH_POSTGRES_URL's server.
+pub struct PgDatabase {
+    admin: DatabaseConnection,
+    name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// Creates it, or says why not.
+    pub async fn create() -> Result<Self, sea_orm::DbErr> {
+        let admin_url =
+            std::env::var("BENCH_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let admin = Database::connect(&admin_url).await?;
+        let name = format!("cs_bench_{}_{}", std::process::id(), rand_suffix());
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
+        let url = format!(
+            "{}/{name}",
+            admin_url.rsplit_once('/').map_or(admin_url.as_str(), |p| p.0)
+        );
+        Ok(Self { admin, name, url })
+    }
+
+    /// Drops it.
+    pub async fn drop(self) {
+        let _ = self
+            .admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .await;
+    }
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+}

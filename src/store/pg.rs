@@ -1,0 +1,34 @@
+//! PostgreSQL fast paths for bulk statements (import and intake batches):
+//! one array parameter per column (`= ANY($1)`, `UNNEST`) instead of
+//! thousands of placeholders, so every batch size shares one statement text,
+//! one prepared statement and one plan.
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+
+/// Whether `db` is PostgreSQL.
+pub fn is_pg(db: &impl ConnectionTrait) -> bool {
+    db.get_database_backend() == DbBackend::Postgres
+}
+
+/// A `text[]` parameter.
+pub fn texts<S: Into<String>>(items: impl IntoIterator<Item = S>) -> Value {
+    Value::from(items.into_iter().map(Into::into).collect::<Vec<String>>())
+}
+
+/// A `boolean[]` parameter.
+pub fn bools(items: impl IntoIterator<Item = bool>) -> Value {
+    Value::from(items.into_iter().collect::<Vec<bool>>())
+}
+
+/// Runs a query with positional `$n` parameters.
+pub async fn query(db: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Result<Vec<QueryResult>, DbErr> {
+    db.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
+        .await
+}
+
+/// Runs a statement with positional `$n` parameters.
+pub async fn execute(db: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
+        .await
+        .map(|_| ())
+}
