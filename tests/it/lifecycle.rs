@@ -172,3 +172,124 @@ fn help_explains_every_option() {
         assert!(help.contains(option), "--help mentions {option}:\n{help}");
     }
 }
+
+/// Waits until the binary at `addr` says SERVING; returns a channel to it.
+async fn serving_channel(addr: &str) -> tonic::transport::Channel {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    for _ in 0..200 {
+        if let Ok(r) = health.check(HealthCheckRequest { service: String::new() }).await
+            && r.into_inner().status == ServingStatus::Serving as i32
+        {
+            return channel;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("binary never became SERVING");
+}
+
+#[tokio::test]
+async fn sigterm_during_an_import_writes_what_arrived_and_reports_it() {
+    use customer_service::proto::v1::import_customers_request::Part;
+    let db = TestDb::new().await;
+    let (mut child, addr) = start_binary(&db.url, &["--drain-timeout-secs", "20"]);
+    let mut client = CustomerServiceClient::new(serving_channel(&addr).await);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let call = tokio::spawn(async move {
+        client
+            .import_customers(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    let mut file = String::from("email\n");
+    for i in 0..1500 {
+        file.push_str(&format!("term{i}@example.com\n"));
+    }
+    file.push_str("half-a-ro"); // cut mid-record: not imported
+    tx.send(pb::ImportCustomersRequest {
+        part: Some(Part::CsvChunk(file.into_bytes())),
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    sigterm(&child);
+    let report = tokio::time::timeout(Duration::from_secs(15), call)
+        .await
+        .expect("the import answers before the drain deadline")
+        .unwrap()
+        .expect("an answer, not an error")
+        .into_inner();
+    assert!(report.interrupted, "{report:?}");
+    assert_eq!((report.received, report.created, report.failed), (1500, 1500, 0));
+    drop(tx);
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+
+    // Everything reported is stored: a fresh server sees it.
+    let (mut child, addr) = start_binary(&db.url, &[]);
+    let mut client = CustomerServiceClient::new(serving_channel(&addr).await);
+    let listed = client
+        .list_customers(pb::ListCustomersRequest {
+            page_size: 1000,
+            filter: "email = \"term1499@example.com\"".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.customers.len(), 1);
+    sigterm(&child);
+    tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(15)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn processes_migrating_one_fresh_database_at_once_all_succeed() {
+    let db = TestDb::new().await;
+    if !db.is_postgres() {
+        eprintln!("SKIPPED: concurrent migration is a PostgreSQL scenario (set TEST_DATABASE_URL)");
+        return;
+    }
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(BIN)
+                .args(["migrate", "--database-url", &db.url])
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("run migrate")
+        })
+        .collect();
+    for child in children {
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "migrate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // And the schema works.
+    let (mut child, addr) = start_binary(&db.url, &[]);
+    let mut client = CustomerServiceClient::new(serving_channel(&addr).await);
+    client
+        .create_customer(pb::CreateCustomerRequest {
+            customer: Some(crate::harness::customer("Migrated", "migrated@example.com", "")),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    sigterm(&child);
+    tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(15)))
+        .await
+        .unwrap();
+}
