@@ -44,6 +44,11 @@ pub const SERVICE_NAMES: [&str; 4] = [
     "customers.v1.OrganizationService",
 ];
 
+/// Health service name that answers SERVING while the process runs, whatever
+/// the database does: for liveness probes, so a database outage makes
+/// replicas unready, not restarted.
+pub const LIVENESS_SERVICE: &str = "liveness";
+
 /// Everything the server needs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -98,6 +103,9 @@ pub async fn serve(
     let auth = Arc::new(authenticator(&config.auth, addr)?);
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
+    health
+        .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+        .await;
 
     let store = Store::connect(&config.database_url, &config.pool).await?;
     let readiness = Readiness::default();

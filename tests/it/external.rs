@@ -155,3 +155,91 @@ fn buf_lint_passes_with_standard_rules() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `python3` on PATH if it can import `modules`; `None` (after printing why)
+/// means skip.
+fn python_with(modules: &str) -> Option<std::path::PathBuf> {
+    let python = external_tool("python3")?;
+    let ok = Command::new(&python)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            !crate::harness::require_external(),
+            "python3 cannot import {modules} (REQUIRE_EXTERNAL=1); .ci/run installs them"
+        );
+        eprintln!("SKIPPED: python3 lacks {modules} (run .ci/run, or pip install them)");
+        return None;
+    }
+    Some(python)
+}
+
+#[tokio::test]
+async fn the_python_example_client_works_against_the_server() {
+    let Some(python) = python_with("grpc, grpc_tools") else {
+        return;
+    };
+    let db = TestDb::new().await;
+    let (mut child, addr) = start_binary(&db.url, &[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python/client.py");
+    let out = tokio::task::spawn_blocking(move || Command::new(python).args([script, &addr]).output())
+        .await
+        .unwrap()
+        .expect("run the Python client");
+    let _ = child.kill();
+    let _ = child.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python client:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(steps.len(), 3, "{stdout}");
+    assert_eq!(steps[1]["created"], 1);
+    assert_eq!(steps[2]["customer_id"], steps[0]["id"]);
+}
+
+#[test]
+fn deploy_manifests_validate_against_kubernetes_schemas_and_each_other() {
+    let Some(validate) = external_tool("kubernetes-validate") else {
+        return;
+    };
+    let Some(python) = python_with("yaml") else { return };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    // Whole resources; kustomizations and patches are checked by check.py.
+    let resources = [
+        "base/configmap.yaml",
+        "base/deployment.yaml",
+        "base/service.yaml",
+        "base/pdb.yaml",
+        "base/migrate-job.yaml",
+        "overlays/example/namespace.yaml",
+    ];
+    let out = Command::new(validate)
+        .args(["--kubernetes-version", "1.33.0", "--strict"])
+        .args(resources.iter().map(|r| root.join(r)))
+        .output()
+        .expect("run kubernetes-validate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && !text.contains("ERROR"),
+        "kubernetes-validate:\n{text}"
+    );
+    let out = Command::new(python)
+        .arg(root.join("../check.py"))
+        .arg(env!("CARGO_BIN_EXE_customer-service"))
+        .output()
+        .expect("run deploy/check.py");
+    assert!(
+        out.status.success(),
+        "deploy/check.py:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

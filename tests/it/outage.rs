@@ -57,6 +57,20 @@ async fn database_outage_is_unavailable_and_recovers_without_restart() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    let liveness = app
+        .health
+        .clone()
+        .check(HealthCheckRequest {
+            service: customer_service::server::LIVENESS_SERVICE.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        liveness.status,
+        ServingStatus::Serving as i32,
+        "liveness stays SERVING: an outage must not restart replicas"
+    );
 
     // Recovery: the same process serves again.
     admin
