@@ -51,19 +51,12 @@ fn args() -> Args {
         rows: 1_000_000,
         backend: "all".into(),
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let value = argv.get(i + 1).cloned().unwrap_or_default();
-        match argv[i].as_str() {
+    for (flag, value) in common::flags() {
+        match flag.as_str() {
             "--rows" => a.rows = value.parse().expect("--rows N"),
             "--backend" => a.backend = value,
-            _ => {
-                i += 1;
-                continue;
-            }
+            other => panic!("unknown option {other}"),
         }
-        i += 2;
     }
     a
 }

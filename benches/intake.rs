@@ -44,21 +44,14 @@ fn args() -> Args {
         seed: 10_000,
         backend: "all".into(),
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let value = argv.get(i + 1).cloned().unwrap_or_default();
-        match argv[i].as_str() {
+    for (flag, value) in common::flags() {
+        match flag.as_str() {
             "--seconds" => a.seconds = value.parse().expect("--seconds N"),
             "--concurrency" => a.concurrency = value.parse().expect("--concurrency N"),
             "--seed" => a.seed = value.parse().expect("--seed N"),
             "--backend" => a.backend = value,
-            _ => {
-                i += 1;
-                continue; // cargo passes --bench
-            }
+            other => panic!("unknown option {other}"),
         }
-        i += 2;
     }
     a
 }

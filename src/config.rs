@@ -180,6 +180,24 @@ pub struct ServeArgs {
     /// Seconds in-flight calls get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = 20)]
     pub drain_timeout_secs: u64,
+    /// Largest message a caller may send, in bytes (an import's CSV chunks too).
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Calls in flight across all connections; more are refused at once with
+    /// RESOURCE_EXHAUSTED (OVERLOADED).
+    #[arg(long, env = "MAX_CONCURRENT_CALLS", default_value_t = 1024)]
+    pub max_concurrent_calls: usize,
+    /// Streams one HTTP/2 connection may have open at once.
+    #[arg(long, env = "MAX_STREAMS_PER_CONNECTION", default_value_t = 256)]
+    pub max_streams_per_connection: u32,
+    /// Seconds a unary call may take (DEADLINE_EXCEEDED after); imports and
+    /// exports are not limited.
+    #[arg(long, env = "UNARY_TIMEOUT_SECS", default_value_t = 30)]
+    pub unary_timeout_secs: u64,
+    /// Seconds between HTTP/2 keepalive pings (0: none); a client that does
+    /// not answer within 20 s is disconnected.
+    #[arg(long, env = "KEEPALIVE_SECS", default_value_t = 30)]
+    pub keepalive_secs: u64,
     /// TOML file of principals (name, token_sha256, permissions); re-read on SIGHUP.
     /// Without it the service serves unauthenticated, and only on a loopback address.
     #[arg(long, env = "TOKENS_FILE")]
@@ -205,6 +223,17 @@ impl ServeArgs {
     /// The drain deadline.
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    /// The protective limits.
+    pub fn limits(&self) -> crate::api::limits::Limits {
+        crate::api::limits::Limits {
+            max_concurrent_calls: self.max_concurrent_calls,
+            unary_timeout: Duration::from_secs(self.unary_timeout_secs.max(1)),
+            max_message_bytes: self.max_message_bytes,
+            max_streams_per_connection: self.max_streams_per_connection,
+            keepalive: (self.keepalive_secs > 0).then(|| Duration::from_secs(self.keepalive_secs)),
+        }
     }
 }
 

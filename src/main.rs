@@ -54,6 +54,7 @@ async fn serve(args: customer_service::config::ServeArgs) -> Result<(), BoxError
         pool: args.database.pool(),
         customers: args.customer_settings(),
         drain_timeout: args.drain_timeout(),
+        limits: args.limits(),
         auth: server::AuthSettings {
             tokens_file: args.tokens_file.clone(),
             allow_unauthenticated: args.allow_unauthenticated,

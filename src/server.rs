@@ -5,7 +5,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::{service::interceptor::InterceptedService, transport::Server};
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::{Level, error, info, warn};
@@ -17,6 +17,7 @@ use crate::{
         gate::{Gate, Readiness},
         hub::HubApi,
         intake::IntakeApi,
+        limits::{Limits, LimitsLayer},
         organizations::OrganizationApi,
     },
     domain::{
@@ -57,6 +58,7 @@ pub struct ServerConfig {
     pub customers: CustomerSettings,
     pub drain_timeout: Duration,
     pub auth: AuthSettings,
+    pub limits: Limits,
 }
 
 /// Where callers' tokens come from.
@@ -130,30 +132,40 @@ pub async fn serve(
         .on_response(DefaultOnResponse::new().level(Level::INFO))
         .on_failure(DefaultOnFailure::new().level(Level::WARN));
 
+    let limits = config.limits;
+    let max_message = limits.max_message_bytes;
     let router = Server::builder()
+        .max_concurrent_streams(Some(limits.max_streams_per_connection))
+        .http2_keepalive_interval(limits.keepalive)
+        .http2_keepalive_timeout(limits.keepalive.map(|_| Duration::from_secs(20)))
         .layer(
             tower::ServiceBuilder::new()
                 .layer(trace)
                 .layer(AuthLayer::new(auth.clone()))
+                .layer(LimitsLayer::new(limits))
                 .into_inner(),
         )
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(CustomerServiceServer::with_interceptor(
-            CustomerApi::new(customers.clone(), draining),
+        .add_service(InterceptedService::new(
+            CustomerServiceServer::new(CustomerApi::new(customers.clone(), draining))
+                .max_decoding_message_size(max_message),
             gate.clone(),
         ))
-        .add_service(TicketIntakeServiceServer::with_interceptor(
-            IntakeApi::new(TicketIntake::new(customers.clone())),
+        .add_service(InterceptedService::new(
+            TicketIntakeServiceServer::new(IntakeApi::new(TicketIntake::new(customers.clone())))
+                .max_decoding_message_size(max_message),
             gate.clone(),
         ))
-        .add_service(HubAccessServiceServer::with_interceptor(
-            HubApi::new(HubAccess::new(customers.clone())),
+        .add_service(InterceptedService::new(
+            HubAccessServiceServer::new(HubApi::new(HubAccess::new(customers.clone())))
+                .max_decoding_message_size(max_message),
             gate.clone(),
         ))
-        .add_service(OrganizationServiceServer::with_interceptor(
-            OrganizationApi::new(Organizations::new(customers)),
+        .add_service(InterceptedService::new(
+            OrganizationServiceServer::new(OrganizationApi::new(Organizations::new(customers)))
+                .max_decoding_message_size(max_message),
             gate,
         ));
 

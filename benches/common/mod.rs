@@ -7,6 +7,24 @@ use std::process::{Child, Command, Stdio};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 
+/// `--name value` pairs from the command line (cargo's own `--bench` is
+/// skipped).
+pub fn flags() -> Vec<(String, String)> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < argv.len() {
+        match argv.get(i + 1) {
+            Some(value) if argv[i].starts_with("--") && argv[i] != "--bench" => {
+                out.push((argv[i].clone(), value.clone()));
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
 /// The server binary cargo built for this bench.
 pub const BIN: &str = env!("CARGO_BIN_EXE_customer-service");
 

@@ -7,5 +7,6 @@ pub mod gate;
 pub mod hub;
 pub mod import;
 pub mod intake;
+pub mod limits;
 pub mod organizations;
 pub mod status;

@@ -198,17 +198,22 @@ pub async fn find_membership(
     )
 }
 
-/// Inserts a membership; a unique violation means it exists already.
-pub async fn insert_membership(db: &impl ConnectionTrait, m: &Membership) -> Result<(), DbErr> {
-    let row = membership::ActiveModel {
+fn membership_row(m: &Membership) -> membership::ActiveModel {
+    membership::ActiveModel {
         organization_id: Set(m.organization_id.clone()),
         customer_id: Set(m.customer_id.clone()),
         can_view_tickets: Set(m.can_view_tickets),
         can_create_tickets: Set(m.can_create_tickets),
         create_time: Set(m.create_time),
         update_time: Set(m.update_time),
-    };
-    membership::Entity::insert(row).exec_without_returning(db).await?;
+    }
+}
+
+/// Inserts a membership; a unique violation means it exists already.
+pub async fn insert_membership(db: &impl ConnectionTrait, m: &Membership) -> Result<(), DbErr> {
+    membership::Entity::insert(membership_row(m))
+        .exec_without_returning(db)
+        .await?;
     Ok(())
 }
 
@@ -237,15 +242,9 @@ pub async fn insert_memberships(db: &impl ConnectionTrait, memberships: &[Member
         .await;
     }
     for chunk in super::pow2_chunks(memberships, 256) {
-        let rows = chunk.iter().map(|m| membership::ActiveModel {
-            organization_id: Set(m.organization_id.clone()),
-            customer_id: Set(m.customer_id.clone()),
-            can_view_tickets: Set(m.can_view_tickets),
-            can_create_tickets: Set(m.can_create_tickets),
-            create_time: Set(m.create_time),
-            update_time: Set(m.update_time),
-        });
-        membership::Entity::insert_many(rows).exec_without_returning(db).await?;
+        membership::Entity::insert_many(chunk.iter().map(membership_row))
+            .exec_without_returning(db)
+            .await?;
     }
     Ok(())
 }

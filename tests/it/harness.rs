@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use customer_service::{
+    api::limits::Limits,
     domain::customers::CustomerSettings,
     proto::v1::{
         self as pb, customer_service_client::CustomerServiceClient, hub_access_service_client::HubAccessServiceClient,
@@ -185,7 +186,7 @@ pub async fn spawn_app_with(settings: CustomerSettings) -> TestApp {
 
 /// Starts a server on an existing test database.
 pub async fn spawn_on(db: TestDb, settings: CustomerSettings) -> TestApp {
-    spawn_configured(db, settings, AuthSettings::default()).await
+    spawn_configured(db, settings, AuthSettings::default(), Limits::default()).await
 }
 
 /// Starts a server that authenticates callers with a tokens file.
@@ -195,10 +196,16 @@ pub async fn spawn_with_tokens(tokens_file: std::path::PathBuf) -> TestApp {
         tokens_file: Some(tokens_file),
         allow_unauthenticated: false,
     };
-    spawn_configured(TestDb::new().await, test_settings(), auth).await
+    spawn_configured(TestDb::new().await, test_settings(), auth, Limits::default()).await
 }
 
-async fn spawn_configured(db: TestDb, settings: CustomerSettings, auth: AuthSettings) -> TestApp {
+/// Starts a server with custom protective limits.
+#[allow(dead_code)]
+pub async fn spawn_with_limits(limits: Limits) -> TestApp {
+    spawn_configured(TestDb::new().await, test_settings(), AuthSettings::default(), limits).await
+}
+
+async fn spawn_configured(db: TestDb, settings: CustomerSettings, auth: AuthSettings, limits: Limits) -> TestApp {
     init_logs();
     let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
     let addr = listener.local_addr().unwrap();
@@ -208,6 +215,7 @@ async fn spawn_configured(db: TestDb, settings: CustomerSettings, auth: AuthSett
         customers: settings,
         drain_timeout: Duration::from_secs(5),
         auth,
+        limits,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {

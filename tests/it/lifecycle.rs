@@ -121,23 +121,7 @@ async fn binary_serves_migrates_and_exits_zero_on_sigterm() {
     );
 
     let (mut child, addr) = start_binary(&db.url, &[]);
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = HealthClient::new(channel.clone());
-    let mut serving = false;
-    for _ in 0..200 {
-        if let Ok(r) = health.check(HealthCheckRequest { service: String::new() }).await
-            && r.into_inner().status == ServingStatus::Serving as i32
-        {
-            serving = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(serving, "binary became SERVING");
+    let channel = serving_channel(&addr).await;
     let mut client = CustomerServiceClient::new(channel);
     let created = client
         .create_customer(pb::CreateCustomerRequest {

@@ -12,5 +12,6 @@ mod hub;
 mod import;
 mod intake;
 mod lifecycle;
+mod limits;
 mod organizations;
 mod outage;

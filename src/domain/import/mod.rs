@@ -199,6 +199,12 @@ impl ImportRun {
     /// The next bytes of the CSV file.
     pub async fn csv(&mut self, chunk: &[u8]) -> Result<(), Error> {
         self.csv_seen = true;
+        self.split(Some(chunk)).await?;
+        self.flush_full().await
+    }
+
+    /// Feeds the splitter `input`, or ends its input (`None`).
+    async fn split(&mut self, input: Option<&[u8]>) -> Result<(), Error> {
         let Self {
             splitter,
             header,
@@ -209,11 +215,14 @@ impl ImportRun {
             ..
         } = self;
         let mut sink = |fields: Fields<'_>| accept(fields, header, last_row, pending, report, options);
-        let fed = splitter.push(chunk, &mut sink);
-        if let Err(e) = self.check(fed) {
-            return Err(self.stop(e).await);
+        let fed = match input {
+            Some(bytes) => splitter.push(bytes, &mut sink),
+            None => splitter.finish(&mut sink),
+        };
+        match self.check(fed) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.stop(e).await),
         }
-        self.flush_full().await
     }
 
     /// After a fatal problem in the input: the rows before it are still
@@ -243,20 +252,7 @@ impl ImportRun {
     /// Ends the input, writes what is left and reports.
     pub async fn finish(mut self) -> Result<ImportReport, Error> {
         if self.csv_seen {
-            let Self {
-                splitter,
-                header,
-                last_row,
-                pending,
-                report,
-                options,
-                ..
-            } = &mut self;
-            let mut sink = |fields: Fields<'_>| accept(fields, header, last_row, pending, report, options);
-            let fed = splitter.finish(&mut sink);
-            if let Err(e) = self.check(fed) {
-                return Err(self.stop(e).await);
-            }
+            self.split(None).await?;
             if self.header.is_none() {
                 return Err(Error::invalid(
                     "csv_chunk",
