@@ -194,6 +194,10 @@ pub struct ServeArgs {
     /// exports are not limited.
     #[arg(long, env = "UNARY_TIMEOUT_SECS", default_value_t = 30)]
     pub unary_timeout_secs: u64,
+    /// Seconds an import's client may send nothing before the import is
+    /// stopped (DEADLINE_EXCEEDED; batches already written are kept).
+    #[arg(long, env = "STREAM_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub stream_idle_timeout_secs: u64,
     /// Seconds between HTTP/2 keepalive pings (0: none); a client that does
     /// not answer within 20 s is disconnected.
     #[arg(long, env = "KEEPALIVE_SECS", default_value_t = 30)]
@@ -233,6 +237,7 @@ impl ServeArgs {
             max_message_bytes: self.max_message_bytes,
             max_streams_per_connection: self.max_streams_per_connection,
             keepalive: (self.keepalive_secs > 0).then(|| Duration::from_secs(self.keepalive_secs)),
+            stream_idle_timeout: Duration::from_secs(self.stream_idle_timeout_secs.max(1)),
         }
     }
 }

@@ -149,8 +149,12 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(
-            CustomerServiceServer::new(CustomerApi::new(customers.clone(), draining))
-                .max_decoding_message_size(max_message),
+            CustomerServiceServer::new(CustomerApi::new(
+                customers.clone(),
+                draining,
+                limits.stream_idle_timeout,
+            ))
+            .max_decoding_message_size(max_message),
             gate.clone(),
         ))
         .add_service(InterceptedService::new(

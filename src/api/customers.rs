@@ -20,12 +20,22 @@ pub struct CustomerApi {
     customers: Customers,
     /// Turns true when the server starts shutting down (imports stop early).
     draining: watch::Receiver<bool>,
+    /// Longest silence of an import's client before the import is stopped.
+    stream_idle_timeout: std::time::Duration,
 }
 
 impl CustomerApi {
     /// Handlers over the customer directory.
-    pub fn new(customers: Customers, draining: watch::Receiver<bool>) -> Self {
-        Self { customers, draining }
+    pub fn new(
+        customers: Customers,
+        draining: watch::Receiver<bool>,
+        stream_idle_timeout: std::time::Duration,
+    ) -> Self {
+        Self {
+            customers,
+            draining,
+            stream_idle_timeout,
+        }
     }
 }
 
@@ -104,7 +114,13 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<Streaming<pb::ImportCustomersRequest>>,
     ) -> Result<Response<pb::ImportCustomersResponse>, Status> {
-        let report = super::import::import(&self.customers, request.into_inner(), self.draining.clone()).await?;
+        let report = super::import::import(
+            &self.customers,
+            request.into_inner(),
+            self.draining.clone(),
+            self.stream_idle_timeout,
+        )
+        .await?;
         Ok(Response::new(report))
     }
 

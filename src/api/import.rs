@@ -1,5 +1,7 @@
 //! ImportCustomers, ExportCustomers and GetImportTemplate.
 
+use std::time::Duration;
+
 use tokio::sync::watch;
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::{Status, Streaming};
@@ -22,6 +24,22 @@ use crate::{
 /// The template shipped in the repository, served as is.
 pub const TEMPLATE: &[u8] = include_bytes!("../../import_customers_template.csv");
 
+/// The next message, unless the client has been silent for `idle`: a
+/// stalled import must not hold its transaction (on SQLite, a dry run holds
+/// the only write slot) for ever.
+async fn next(
+    stream: &mut Streaming<pb::ImportCustomersRequest>,
+    idle: Duration,
+) -> Result<Option<pb::ImportCustomersRequest>, Status> {
+    match tokio::time::timeout(idle, stream.message()).await {
+        Ok(message) => message,
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "no message for {} s; the import was stopped (batches already written are kept; re-run the file)",
+            idle.as_secs_f64()
+        ))),
+    }
+}
+
 /// Runs one import stream. When `draining` turns true (the server is
 /// shutting down) it stops reading, writes the rows it has and reports
 /// `interrupted`.
@@ -29,8 +47,9 @@ pub async fn import(
     customers: &Customers,
     mut stream: Streaming<pb::ImportCustomersRequest>,
     mut draining: watch::Receiver<bool>,
+    idle: Duration,
 ) -> Result<pb::ImportCustomersResponse, Status> {
-    let first = stream.message().await?;
+    let first = next(&mut stream, idle).await?;
     let (options, first) = match first {
         Some(pb::ImportCustomersRequest {
             part: Some(Part::Options(options)),
@@ -50,7 +69,7 @@ pub async fn import(
                 tracing::warn!(import_id = %report.import_id, received = report.received, "import interrupted by shutdown");
                 return Ok(report.into());
             }
-            message = stream.message() => message?,
+            message = next(&mut stream, idle) => message?,
         };
         match message {
             Some(message) => feed(&mut run, message).await?,

@@ -37,6 +37,8 @@ pub struct Limits {
     pub max_streams_per_connection: u32,
     /// HTTP/2 keepalive ping interval; `None`: no pings.
     pub keepalive: Option<Duration>,
+    /// Longest an import's client may stay silent before the import stops.
+    pub stream_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -47,6 +49,7 @@ impl Default for Limits {
             max_message_bytes: 4 * 1024 * 1024,
             max_streams_per_connection: 256,
             keepalive: Some(Duration::from_secs(30)),
+            stream_idle_timeout: Duration::from_secs(60),
         }
     }
 }

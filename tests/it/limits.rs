@@ -168,3 +168,44 @@ async fn unary_calls_have_a_deadline_that_imports_do_not() {
     // Unary calls answer normally again.
     app.create("Quick", "quick@example.com", "").await;
 }
+
+#[tokio::test]
+async fn a_silent_import_is_stopped_and_releases_what_it_held() {
+    let app = spawn_with_limits(Limits {
+        stream_idle_timeout: Duration::from_millis(400),
+        ..Limits::default()
+    })
+    .await;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut client = app.customers.clone();
+    let call = tokio::spawn(async move {
+        client
+            .import_customers(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    // A dry run (on SQLite it holds the write slot), then silence.
+    tx.send(pb::ImportCustomersRequest {
+        part: Some(Part::Options(pb::ImportOptions {
+            dry_run: true,
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    tx.send(pb::ImportCustomersRequest {
+        part: Some(Part::CsvChunk(b"email\nquiet@example.com\n".to_vec())),
+    })
+    .await
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("stopped by the server")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    drop(tx);
+    // Writes go through again at once.
+    tokio::time::timeout(Duration::from_secs(2), app.create("After", "after@example.com", ""))
+        .await
+        .expect("the write slot was released");
+}
