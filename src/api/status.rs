@@ -20,6 +20,10 @@ fn resource_upper(r: Resource) -> &'static str {
     }
 }
 
+fn borrowed<'a>(metadata: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+    metadata.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         let mut details = ErrorDetails::new();
@@ -62,7 +66,7 @@ impl From<Error> for Status {
                 message,
                 metadata,
             } => {
-                let pairs: Vec<(&str, &str)> = metadata.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let pairs = borrowed(metadata);
                 info(reason, &pairs);
                 details.add_precondition_failure_violation(*reason, pairs.first().map_or("", |p| p.1), message.clone());
                 (Code::FailedPrecondition, message.clone())
@@ -83,8 +87,7 @@ impl From<Error> for Status {
                 message,
                 metadata,
             } => {
-                let pairs: Vec<(&str, &str)> = metadata.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                info(reason, &pairs);
+                info(reason, &borrowed(metadata));
                 (Code::ResourceExhausted, message.clone())
             }
             Error::Aborted(message) => {

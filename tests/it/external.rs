@@ -182,6 +182,8 @@ async fn the_python_example_client_works_against_the_server() {
     };
     let db = TestDb::new().await;
     let (mut child, addr) = start_binary(&db.url, &[]);
+    // Listening comes before SERVING (the database is migrated meanwhile).
+    crate::lifecycle::serving_channel(&addr).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python/client.py");
     let out = tokio::task::spawn_blocking(move || Command::new(python).args([script, &addr]).output())
         .await

@@ -158,7 +158,7 @@ fn help_explains_every_option() {
 }
 
 /// Waits until the binary at `addr` says SERVING; returns a channel to it.
-async fn serving_channel(addr: &str) -> tonic::transport::Channel {
+pub async fn serving_channel(addr: &str) -> tonic::transport::Channel {
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()

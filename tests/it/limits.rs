@@ -116,6 +116,34 @@ async fn oversized_messages_are_resource_exhausted_and_the_service_keeps_serving
     app.create("Small", "small@example.com", "").await;
 }
 
+type ImportCall = tokio::task::JoinHandle<Result<tonic::Response<pb::ImportCustomersResponse>, tonic::Status>>;
+
+/// A dry-run import of one row whose stream stays open until the returned
+/// sender is dropped.
+async fn open_dry_run(
+    app: &crate::harness::TestApp,
+    email: &str,
+) -> (tokio::sync::mpsc::Sender<pb::ImportCustomersRequest>, ImportCall) {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let mut client = app.customers.clone();
+    let call = tokio::spawn(async move {
+        client
+            .import_customers(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    let options = pb::ImportOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    for part in [
+        Part::Options(options),
+        Part::CsvChunk(format!("email\n{email}\n").into_bytes()),
+    ] {
+        tx.send(pb::ImportCustomersRequest { part: Some(part) }).await.unwrap();
+    }
+    (tx, call)
+}
+
 #[tokio::test]
 async fn unary_calls_have_a_deadline_that_imports_do_not() {
     let app = spawn_with_limits(Limits {
@@ -125,26 +153,7 @@ async fn unary_calls_have_a_deadline_that_imports_do_not() {
     .await;
     // A dry run keeps its transaction open for the whole stream; it lasts
     // well past the unary deadline.
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let mut client = app.customers.clone();
-    let call = tokio::spawn(async move {
-        client
-            .import_customers(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-    });
-    tx.send(pb::ImportCustomersRequest {
-        part: Some(Part::Options(pb::ImportOptions {
-            dry_run: true,
-            ..Default::default()
-        })),
-    })
-    .await
-    .unwrap();
-    tx.send(pb::ImportCustomersRequest {
-        part: Some(Part::CsvChunk(b"email\nslow@example.com\n".to_vec())),
-    })
-    .await
-    .unwrap();
+    let (tx, call) = open_dry_run(&app, "slow@example.com").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     if app.db.url.starts_with("sqlite") {
         // On SQLite the dry run holds the one write slot, so a create waits
@@ -176,27 +185,8 @@ async fn a_silent_import_is_stopped_and_releases_what_it_held() {
         ..Limits::default()
     })
     .await;
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let mut client = app.customers.clone();
-    let call = tokio::spawn(async move {
-        client
-            .import_customers(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-    });
     // A dry run (on SQLite it holds the write slot), then silence.
-    tx.send(pb::ImportCustomersRequest {
-        part: Some(Part::Options(pb::ImportOptions {
-            dry_run: true,
-            ..Default::default()
-        })),
-    })
-    .await
-    .unwrap();
-    tx.send(pb::ImportCustomersRequest {
-        part: Some(Part::CsvChunk(b"email\nquiet@example.com\n".to_vec())),
-    })
-    .await
-    .unwrap();
+    let (tx, call) = open_dry_run(&app, "quiet@example.com").await;
     let status = tokio::time::timeout(Duration::from_secs(5), call)
         .await
         .expect("stopped by the server")
