@@ -194,6 +194,15 @@ pub struct ServeArgs {
     /// exports are not limited.
     #[arg(long, env = "UNARY_TIMEOUT_SECS", default_value_t = 30)]
     pub unary_timeout_secs: u64,
+    /// PEM certificate chain: serve over TLS (with --tls-key).
+    #[arg(long, env = "TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: clients must present a certificate they signed (mTLS).
+    #[arg(long, env = "TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Seconds an import's client may send nothing before the import is
     /// stopped (DEADLINE_EXCEEDED; batches already written are kept).
     #[arg(long, env = "STREAM_IDLE_TIMEOUT_SECS", default_value_t = 60)]
@@ -227,6 +236,15 @@ impl ServeArgs {
     /// The drain deadline.
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    /// TLS files, when TLS is on.
+    pub fn tls(&self) -> Option<crate::server::TlsFiles> {
+        Some(crate::server::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 
     /// The protective limits.

@@ -55,6 +55,7 @@ async fn serve(args: customer_service::config::ServeArgs) -> Result<(), BoxError
         customers: args.customer_settings(),
         drain_timeout: args.drain_timeout(),
         limits: args.limits(),
+        tls: args.tls(),
         auth: server::AuthSettings {
             tokens_file: args.tokens_file.clone(),
             allow_unauthenticated: args.allow_unauthenticated,

@@ -5,7 +5,10 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{service::interceptor::InterceptedService, transport::Server};
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Certificate, Identity, Server, ServerTlsConfig},
+};
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::{Level, error, info, warn};
@@ -59,6 +62,30 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     pub auth: AuthSettings,
     pub limits: Limits,
+    /// Serve over TLS with these files; `None`: plaintext h2c.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The server's certificate chain.
+    pub cert: std::path::PathBuf,
+    /// Its private key.
+    pub key: std::path::PathBuf,
+    /// CA certificates client certificates must chain to; set, clients
+    /// without a valid certificate cannot connect (mTLS).
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+/// tonic's TLS settings for `files`.
+fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, String> {
+    let read = |path: &std::path::Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(read(&files.cert)?, read(&files.key)?));
+    if let Some(ca) = &files.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
 }
 
 /// Where callers' tokens come from.
@@ -134,7 +161,12 @@ pub async fn serve(
 
     let limits = config.limits;
     let max_message = limits.max_message_bytes;
-    let router = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(files) = &config.tls {
+        builder = builder.tls_config(tls_config(files)?)?;
+        info!(mtls = files.client_ca.is_some(), "serving over TLS");
+    }
+    let router = builder
         .max_concurrent_streams(Some(limits.max_streams_per_connection))
         .http2_keepalive_interval(limits.keepalive)
         .http2_keepalive_timeout(limits.keepalive.map(|_| Duration::from_secs(20)))

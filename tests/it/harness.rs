@@ -216,6 +216,7 @@ async fn spawn_configured(db: TestDb, settings: CustomerSettings, auth: AuthSett
         drain_timeout: Duration::from_secs(5),
         auth,
         limits,
+        tls: None,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {

@@ -15,3 +15,4 @@ mod lifecycle;
 mod limits;
 mod organizations;
 mod outage;
+mod tls;
