@@ -44,6 +44,21 @@ impl Pki {
     fn path(&self, name: &str) -> String {
         self.dir.path().join(name).to_string_lossy().into_owned()
     }
+
+    /// The binary serving TLS with the server certificate; with `mtls`, also
+    /// requiring client certificates from the CA.
+    fn start(&self, db: &TestDb, mtls: bool) -> (std::process::Child, String) {
+        let mut args = vec![
+            "--tls-cert".to_owned(),
+            self.path("server.pem"),
+            "--tls-key".to_owned(),
+            self.path("server.key"),
+        ];
+        if mtls {
+            args.extend(["--tls-client-ca".to_owned(), self.path("ca.pem")]);
+        }
+        start_binary(&db.url, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
 }
 
 fn authority(name: &str) -> (String, Issuer<'static, KeyPair>) {
@@ -100,15 +115,7 @@ async fn serves(channel: Channel) -> bool {
 async fn tls_serves_encrypted_and_refuses_plaintext() {
     let pki = Pki::new();
     let db = TestDb::new().await;
-    let (mut child, addr) = start_binary(
-        &db.url,
-        &[
-            "--tls-cert",
-            &pki.path("server.pem"),
-            "--tls-key",
-            &pki.path("server.key"),
-        ],
-    );
+    let (mut child, addr) = pki.start(&db, false);
     let channel = tls_channel(&addr, &pki.ca, None).await.expect("TLS connect");
     assert!(serves(channel.clone()).await, "SERVING over TLS");
     let created = CustomerServiceClient::new(channel)
@@ -131,17 +138,7 @@ async fn tls_serves_encrypted_and_refuses_plaintext() {
 async fn mtls_admits_only_clients_with_a_certificate_from_the_ca() {
     let pki = Pki::new();
     let db = TestDb::new().await;
-    let (mut child, addr) = start_binary(
-        &db.url,
-        &[
-            "--tls-cert",
-            &pki.path("server.pem"),
-            "--tls-key",
-            &pki.path("server.key"),
-            "--tls-client-ca",
-            &pki.path("ca.pem"),
-        ],
-    );
+    let (mut child, addr) = pki.start(&db, true);
     let admitted = tls_channel(&addr, &pki.ca, Some(&pki.client))
         .await
         .expect("mTLS connect");
