@@ -6,7 +6,7 @@ use customer_service::proto::v1::{self as pb, customer::State};
 use prost_types::FieldMask;
 use tonic::Code;
 
-use crate::harness::{bad_fields, customer, error_info, spawn_app};
+use crate::harness::{bad_fields, customer, error_info, list_all, spawn_app};
 
 fn mask(paths: &[&str]) -> Option<FieldMask> {
     Some(FieldMask {
@@ -247,28 +247,6 @@ async fn get_unknown_is_not_found_and_empty_id_invalid() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(bad_fields(&err), ["id"]);
-}
-
-async fn list_all(app: &crate::harness::TestApp, req: pb::ListCustomersRequest) -> Vec<pb::Customer> {
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = app
-            .customers
-            .clone()
-            .list_customers(pb::ListCustomersRequest {
-                page_token: token.clone(),
-                ..req.clone()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        out.extend(page.customers);
-        if page.next_page_token.is_empty() {
-            return out;
-        }
-        token = page.next_page_token;
-    }
 }
 
 #[tokio::test]

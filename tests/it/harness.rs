@@ -344,3 +344,44 @@ pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
 }
+
+/// Every customer `req` lists, following page tokens.
+pub async fn list_all(app: &TestApp, req: pb::ListCustomersRequest) -> Vec<pb::Customer> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = app
+            .customers
+            .clone()
+            .list_customers(pb::ListCustomersRequest {
+                page_token: token.clone(),
+                ..req.clone()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        out.extend(page.customers);
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// An ImportCustomers call in flight.
+pub type ImportCall = JoinHandle<Result<tonic::Response<pb::ImportCustomersResponse>, tonic::Status>>;
+
+/// Starts an import whose messages are what the returned sender sends; the
+/// stream ends when the sender is dropped.
+pub fn open_import(
+    mut client: CustomerServiceClient<Channel>,
+    buffer: usize,
+) -> (tokio::sync::mpsc::Sender<pb::ImportCustomersRequest>, ImportCall) {
+    let (tx, rx) = tokio::sync::mpsc::channel(buffer);
+    let call = tokio::spawn(async move {
+        client
+            .import_customers(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    (tx, call)
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 use customer_service::proto::v1::{self as pb, import_customers_request::Part, import_options::Mode};
 use tonic::Code;
 
-use crate::harness::{TestApp, bad_fields, error_info, spawn_app};
+use crate::harness::{TestApp, bad_fields, error_info, list_all, open_import, spawn_app};
 
 /// Options, then each piece as a `csv_chunk` message.
 fn messages(options: Option<pb::ImportOptions>, pieces: &[&[u8]]) -> Vec<pb::ImportCustomersRequest> {
@@ -41,26 +41,14 @@ fn dry_run() -> Option<pb::ImportOptions> {
 
 /// Active customers, in creation order.
 async fn all(app: &TestApp) -> Vec<pb::Customer> {
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = app
-            .customers
-            .clone()
-            .list_customers(pb::ListCustomersRequest {
-                page_size: 1000,
-                page_token: token,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        out.extend(page.customers);
-        if page.next_page_token.is_empty() {
-            return out;
-        }
-        token = page.next_page_token;
-    }
+    list_all(
+        app,
+        pb::ListCustomersRequest {
+            page_size: 1000,
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 /// (created, updated, unchanged, skipped, failed) of a report.
@@ -419,13 +407,8 @@ async fn a_cancelled_import_leaves_whole_batches_and_a_rerun_completes() {
         .connect()
         .await
         .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let mut client = customer_service::proto::v1::customer_service_client::CustomerServiceClient::new(channel);
-    let call = tokio::spawn(async move {
-        client
-            .import_customers(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-    });
+    let client = customer_service::proto::v1::customer_service_client::CustomerServiceClient::new(channel);
+    let (tx, call) = open_import(client, 16);
     // Send the first 2,600 rows, then lose the connection mid-row.
     let cut = file.match_indices('\n').nth(2600).unwrap().0 - 3;
     for piece in file.as_bytes()[..cut].chunks(4096) {
@@ -464,13 +447,7 @@ async fn a_cancelled_import_leaves_whole_batches_and_a_rerun_completes() {
 #[tokio::test]
 async fn other_calls_proceed_while_an_import_stream_is_open() {
     let app = spawn_app().await;
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let mut client = app.customers.clone();
-    let call = tokio::spawn(async move {
-        client
-            .import_customers(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-    });
+    let (tx, call) = open_import(app.customers.clone(), 4);
     let mut file = String::from("email\n");
     for i in 0..1500 {
         file.push_str(&format!("q{i}@example.com\n"));

@@ -181,13 +181,7 @@ async fn sigterm_during_an_import_writes_what_arrived_and_reports_it() {
     use customer_service::proto::v1::import_customers_request::Part;
     let db = TestDb::new().await;
     let (mut child, addr) = start_binary(&db.url, &["--drain-timeout-secs", "20"]);
-    let mut client = CustomerServiceClient::new(serving_channel(&addr).await);
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let call = tokio::spawn(async move {
-        client
-            .import_customers(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-    });
+    let (tx, call) = crate::harness::open_import(CustomerServiceClient::new(serving_channel(&addr).await), 4);
     let mut file = String::from("email\n");
     for i in 0..1500 {
         file.push_str(&format!("term{i}@example.com\n"));

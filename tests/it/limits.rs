@@ -11,7 +11,7 @@ use customer_service::{
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
-use crate::harness::{customer, error_info, spawn_with_limits};
+use crate::harness::{ImportCall, customer, error_info, open_import, spawn_with_limits};
 
 #[tokio::test]
 async fn calls_past_the_limit_are_shed_and_the_service_recovers() {
@@ -23,13 +23,7 @@ async fn calls_past_the_limit_are_shed_and_the_service_recovers() {
     // Two imports that stay open hold both slots.
     let mut open = Vec::new();
     for _ in 0..2 {
-        let (tx, rx) = tokio::sync::mpsc::channel::<pb::ImportCustomersRequest>(1);
-        let mut client = app.customers.clone();
-        let call = tokio::spawn(async move {
-            client
-                .import_customers(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await
-        });
+        let (tx, call) = open_import(app.customers.clone(), 1);
         // A first message makes the client put the call on the wire.
         tx.send(pb::ImportCustomersRequest {
             part: Some(Part::Options(pb::ImportOptions::default())),
@@ -116,21 +110,13 @@ async fn oversized_messages_are_resource_exhausted_and_the_service_keeps_serving
     app.create("Small", "small@example.com", "").await;
 }
 
-type ImportCall = tokio::task::JoinHandle<Result<tonic::Response<pb::ImportCustomersResponse>, tonic::Status>>;
-
 /// A dry-run import of one row whose stream stays open until the returned
 /// sender is dropped.
 async fn open_dry_run(
     app: &crate::harness::TestApp,
     email: &str,
 ) -> (tokio::sync::mpsc::Sender<pb::ImportCustomersRequest>, ImportCall) {
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
-    let mut client = app.customers.clone();
-    let call = tokio::spawn(async move {
-        client
-            .import_customers(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-    });
+    let (tx, call) = open_import(app.customers.clone(), 2);
     let options = pb::ImportOptions {
         dry_run: true,
         ..Default::default()
