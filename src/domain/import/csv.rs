@@ -104,11 +104,6 @@ impl Splitter {
         self.run(&[], true, sink)
     }
 
-    /// Whether a record has begun but not ended.
-    pub fn in_record(&self) -> bool {
-        self.out_len > 0 || self.ends_len > 0
-    }
-
     fn run<E: From<SplitError>>(
         &mut self,
         mut input: &[u8],

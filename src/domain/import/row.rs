@@ -178,11 +178,6 @@ impl Header {
         Ok(Self { names, targets })
     }
 
-    /// Column names as written.
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
     /// Validates one data record.
     pub fn record(&self, row_number: u64, fields: Fields<'_>, region: Region) -> Parsed {
         if fields.len() != self.names.len() {
