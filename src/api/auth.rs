@@ -15,7 +15,7 @@ use tower::{Layer, Service};
 
 use crate::domain::{
     Error,
-    auth::{Principal, Principals, Requirement, requirement},
+    auth::{Principal, Principals, Requirement, Subject, requirement},
 };
 
 /// Who may call what.
@@ -69,25 +69,46 @@ impl Authenticator {
         Ok(count)
     }
 
-    /// The caller for an RPC path and its headers, or the error to send.
-    pub fn authorize(&self, path: &str, headers: &http::HeaderMap) -> Result<Option<Principal>, Error> {
+    /// The caller for an RPC path, its headers and (under mTLS) its client
+    /// certificate's subject, or the error to send. A bearer token, when
+    /// sent, decides; otherwise the certificate subject may.
+    pub fn authorize(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        client_subject: impl FnOnce() -> Option<Subject>,
+    ) -> Result<Option<Principal>, Error> {
         let Requirement::Needs(permission) = requirement(path) else {
             return Ok(None);
         };
         let Mode::Tokens { principals, .. } = &self.mode else {
             return Ok(Some(Principal::anonymous()));
         };
-        let token = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| Error::Unauthenticated("send `authorization: Bearer <token>`".into()))?;
         let principals = principals.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let principal = principals
-            .authenticate(token)
-            .ok_or_else(|| Error::Unauthenticated("unknown token".into()))?;
+        let principal = match headers.get(http::header::AUTHORIZATION) {
+            Some(header) => {
+                let token = header
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, token)| token.trim())
+                    .ok_or_else(|| Error::Unauthenticated("send `authorization: Bearer <token>`".into()))?;
+                principals
+                    .authenticate(token)
+                    .ok_or_else(|| Error::Unauthenticated("unknown token".into()))?
+            }
+            None => match client_subject() {
+                Some(subject) => principals.by_subject(&subject).ok_or_else(|| {
+                    Error::Unauthenticated(format!(
+                        "no principal for client certificate subject {subject:?}; send a bearer token or add \
+                         client_cert_subject = \"{subject}\" to the tokens file",
+                        subject = subject.to_string()
+                    ))
+                })?,
+                None => return Err(Error::Unauthenticated("send `authorization: Bearer <token>`".into())),
+            },
+        };
         if !principal.allows(permission) {
             return Err(Error::PermissionDenied {
                 principal: principal.name.clone(),
@@ -139,7 +160,9 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        match self.auth.authorize(request.uri().path(), request.headers()) {
+        let extensions = request.extensions();
+        let subject = || super::peer::client_subject(extensions);
+        match self.auth.authorize(request.uri().path(), request.headers(), subject) {
             Ok(principal) => {
                 if let Some(principal) = principal {
                     request.extensions_mut().insert(principal);

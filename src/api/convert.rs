@@ -6,9 +6,77 @@ use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 
 use crate::{
-    domain::customer::{Customer, CustomerInput, Source, State},
+    domain::{
+        Error,
+        auth::Principal,
+        customer::{Customer, CustomerInput, Source, State},
+        customers::Page,
+        history::{Action, Entry, Origin},
+    },
     proto::v1 as pb,
 };
+
+/// The caller the auth layer put on the request. Every customers.v1 call
+/// has one; a missing one is a wiring bug, never an anonymous write.
+pub fn principal<T>(request: &tonic::Request<T>) -> Result<Principal, Error> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Error::Internal("request reached a handler without a principal".into()))
+}
+
+/// A page of history entries as (entries, next_page_token).
+pub fn history_page(page: Page<Entry>) -> (Vec<pb::HistoryEntry>, String) {
+    (page.items.into_iter().map(Into::into).collect(), page.next_page_token)
+}
+
+impl From<Entry> for pb::HistoryEntry {
+    fn from(e: Entry) -> Self {
+        use pb::history_entry::Action as A;
+        let Entry {
+            resource: _,
+            id,
+            action,
+            principal,
+            time,
+            origin,
+            organization_id,
+            changes,
+        } = e;
+        let (import_id, ticket_id) = match origin {
+            Origin::Call => (String::new(), String::new()),
+            Origin::Import(id) => (id, String::new()),
+            Origin::Ticket(id) => (String::new(), id),
+        };
+        pb::HistoryEntry {
+            id,
+            action: match action {
+                Action::Create => A::Create,
+                Action::Update => A::Update,
+                Action::Delete => A::Delete,
+                Action::Undelete => A::Undelete,
+                Action::AddMembership => A::AddMembership,
+                Action::UpdateMembership => A::UpdateMembership,
+                Action::RemoveMembership => A::RemoveMembership,
+            }
+            .into(),
+            create_time: Some(timestamp(time)),
+            principal,
+            import_id,
+            ticket_id,
+            organization_id: organization_id.unwrap_or_default(),
+            changes: changes
+                .into_iter()
+                .map(|c| pb::FieldChange {
+                    field: c.field,
+                    old_value: c.old,
+                    new_value: c.new,
+                })
+                .collect(),
+        }
+    }
+}
 
 /// A protobuf timestamp for a UTC time.
 pub fn timestamp(t: DateTime<Utc>) -> Timestamp {

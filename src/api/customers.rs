@@ -6,6 +6,7 @@ use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::convert::{history_page, principal};
 use crate::{
     domain::{
         Error,
@@ -48,9 +49,10 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::CreateCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
+        let by = principal(&request)?;
         let pb::CreateCustomerRequest { customer, request_id } = request.into_inner();
         let customer = customer.ok_or_else(|| Error::invalid("customer", "is required"))?;
-        let created = self.customers.create(customer.into(), &request_id).await?;
+        let created = self.customers.create(customer.into(), &request_id, &by).await?;
         Ok(Response::new(created.into()))
     }
 
@@ -83,6 +85,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::UpdateCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
+        let by = principal(&request)?;
         let pb::UpdateCustomerRequest { customer, update_mask } = request.into_inner();
         let customer = customer.ok_or_else(|| Error::invalid("customer", "is required"))?;
         let update = CustomerUpdate {
@@ -91,31 +94,35 @@ impl CustomerService for CustomerApi {
             mask: update_mask.map(|m| m.paths).unwrap_or_default(),
             fields: customer.into(),
         };
-        Ok(Response::new(self.customers.update(update).await?.into()))
+        Ok(Response::new(self.customers.update(update, &by).await?.into()))
     }
 
     async fn delete_customer(
         &self,
         request: Request<pb::DeleteCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
+        let by = principal(&request)?;
         let pb::DeleteCustomerRequest { id, etag } = request.into_inner();
-        Ok(Response::new(self.customers.delete(&id, &etag).await?.into()))
+        Ok(Response::new(self.customers.delete(&id, &etag, &by).await?.into()))
     }
 
     async fn undelete_customer(
         &self,
         request: Request<pb::UndeleteCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
+        let by = principal(&request)?;
         let pb::UndeleteCustomerRequest { id, etag } = request.into_inner();
-        Ok(Response::new(self.customers.undelete(&id, &etag).await?.into()))
+        Ok(Response::new(self.customers.undelete(&id, &etag, &by).await?.into()))
     }
 
     async fn import_customers(
         &self,
         request: Request<Streaming<pb::ImportCustomersRequest>>,
     ) -> Result<Response<pb::ImportCustomersResponse>, Status> {
+        let by = principal(&request)?;
         let report = super::import::import(
             &self.customers,
+            &by,
             request.into_inner(),
             self.draining.clone(),
             self.stream_idle_timeout,
@@ -141,5 +148,22 @@ impl CustomerService for CustomerApi {
         _request: Request<pb::GetImportTemplateRequest>,
     ) -> Result<Response<pb::GetImportTemplateResponse>, Status> {
         Ok(Response::new(super::import::template()))
+    }
+
+    async fn list_customer_history(
+        &self,
+        request: Request<pb::ListCustomerHistoryRequest>,
+    ) -> Result<Response<pb::ListCustomerHistoryResponse>, Status> {
+        let pb::ListCustomerHistoryRequest {
+            customer_id,
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let page = self.customers.history(&customer_id, page_size, &page_token).await?;
+        let (entries, next_page_token) = history_page(page);
+        Ok(Response::new(pb::ListCustomerHistoryResponse {
+            entries,
+            next_page_token,
+        }))
     }
 }

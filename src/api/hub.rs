@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::timestamp;
+use super::convert::{history_page, principal, timestamp};
 use crate::{
     domain::hub::{HubAccess, HubSettings, LoginIdentifier},
     proto::v1::{self as pb, check_hub_login_request::Identifier, hub_access_service_server::HubAccessService},
@@ -77,6 +77,7 @@ impl HubAccessService for HubApi {
         &self,
         request: Request<pb::UpdateHubSettingsRequest>,
     ) -> Result<Response<pb::HubSettings>, Status> {
+        let by = principal(&request)?;
         let pb::UpdateHubSettingsRequest { settings, update_mask } = request.into_inner();
         let pb::HubSettings {
             support_email,
@@ -93,6 +94,18 @@ impl HubAccessService for HubApi {
             update_time: None,
         };
         let mask = update_mask.map(|m| m.paths).unwrap_or_default();
-        Ok(Response::new(self.hub.update_settings(new, mask).await?.into()))
+        Ok(Response::new(self.hub.update_settings(new, mask, &by).await?.into()))
+    }
+
+    async fn list_hub_settings_history(
+        &self,
+        request: Request<pb::ListHubSettingsHistoryRequest>,
+    ) -> Result<Response<pb::ListHubSettingsHistoryResponse>, Status> {
+        let pb::ListHubSettingsHistoryRequest { page_size, page_token } = request.into_inner();
+        let (entries, next_page_token) = history_page(self.hub.history(page_size, &page_token).await?);
+        Ok(Response::new(pb::ListHubSettingsHistoryResponse {
+            entries,
+            next_page_token,
+        }))
     }
 }

@@ -10,6 +10,7 @@ use super::customers::ExportStream;
 use crate::{
     domain::{
         Error,
+        auth::Principal,
         customers::Customers,
         export,
         import::{
@@ -45,6 +46,7 @@ async fn next(
 /// `interrupted`.
 pub async fn import(
     customers: &Customers,
+    by: &Principal,
     mut stream: Streaming<pb::ImportCustomersRequest>,
     mut draining: watch::Receiver<bool>,
     idle: Duration,
@@ -56,7 +58,7 @@ pub async fn import(
         }) => (options, None),
         other => (pb::ImportOptions::default(), other),
     };
-    let mut run = ImportRun::start(customers, import_options(options, customers)?).await?;
+    let mut run = ImportRun::start(customers, import_options(options, customers)?, by).await?;
     tracing::info!(import_id = %run.id(), "import started");
     if let Some(message) = first {
         feed(&mut run, message).await?;

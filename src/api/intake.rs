@@ -39,6 +39,7 @@ impl TicketIntakeService for IntakeApi {
         &self,
         request: Request<pb::ResolveTicketCustomerRequest>,
     ) -> Result<Response<pb::ResolveTicketCustomerResponse>, Status> {
+        let by = super::convert::principal(&request)?;
         // `channel` is informational; it is accepted and not stored yet.
         let pb::ResolveTicketCustomerRequest {
             ticket_id,
@@ -50,13 +51,16 @@ impl TicketIntakeService for IntakeApi {
         } = request.into_inner();
         let resolution = self
             .intake
-            .resolve(TicketRequester {
-                ticket_id,
-                name,
-                email,
-                mobile,
-                attributes,
-            })
+            .resolve(
+                TicketRequester {
+                    ticket_id,
+                    name,
+                    email,
+                    mobile,
+                    attributes,
+                },
+                &by,
+            )
             .await?;
         Ok(Response::new(pb::ResolveTicketCustomerResponse {
             customer: Some(resolution.customer.into()),

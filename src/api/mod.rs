@@ -9,4 +9,5 @@ pub mod import;
 pub mod intake;
 pub mod limits;
 pub mod organizations;
+pub mod peer;
 pub mod status;

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::timestamp;
+use super::convert::{history_page, principal, timestamp};
 use crate::{
     domain::{
         Error,
@@ -102,10 +102,11 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<pb::CreateOrganizationRequest>,
     ) -> Result<Response<pb::Organization>, Status> {
+        let by = principal(&request)?;
         let pb::CreateOrganizationRequest { organization } = request.into_inner();
         let organization = organization.ok_or_else(|| Error::invalid("organization", "is required"))?;
         Ok(Response::new(
-            self.organizations.create(input(organization)).await?.into(),
+            self.organizations.create(input(organization), &by).await?.into(),
         ))
     }
 
@@ -137,6 +138,7 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<pb::UpdateOrganizationRequest>,
     ) -> Result<Response<pb::Organization>, Status> {
+        let by = principal(&request)?;
         let pb::UpdateOrganizationRequest {
             organization,
             update_mask,
@@ -146,7 +148,7 @@ impl OrganizationService for OrganizationApi {
         let mask = update_mask.map(|m| m.paths).unwrap_or_default();
         Ok(Response::new(
             self.organizations
-                .update(&id, input(organization), mask, &etag)
+                .update(&id, input(organization), mask, &etag, &by)
                 .await?
                 .into(),
         ))
@@ -156,19 +158,22 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<pb::DeleteOrganizationRequest>,
     ) -> Result<Response<pb::Organization>, Status> {
+        let by = principal(&request)?;
         let pb::DeleteOrganizationRequest { id, etag } = request.into_inner();
-        Ok(Response::new(self.organizations.delete(&id, &etag).await?.into()))
+        Ok(Response::new(self.organizations.delete(&id, &etag, &by).await?.into()))
     }
 
     async fn undelete_organization(
         &self,
         request: Request<pb::UndeleteOrganizationRequest>,
     ) -> Result<Response<pb::Organization>, Status> {
+        let by = principal(&request)?;
         let pb::UndeleteOrganizationRequest { id } = request.into_inner();
-        Ok(Response::new(self.organizations.undelete(&id).await?.into()))
+        Ok(Response::new(self.organizations.undelete(&id, &by).await?.into()))
     }
 
     async fn add_member(&self, request: Request<pb::AddMemberRequest>) -> Result<Response<pb::Membership>, Status> {
+        let by = principal(&request)?;
         let pb::AddMemberRequest {
             organization_id,
             customer_id,
@@ -177,7 +182,13 @@ impl OrganizationService for OrganizationApi {
         } = request.into_inner();
         let m = self
             .organizations
-            .add_member(&organization_id, &customer_id, can_view_tickets, can_create_tickets)
+            .add_member(
+                &organization_id,
+                &customer_id,
+                can_view_tickets,
+                can_create_tickets,
+                &by,
+            )
             .await?;
         Ok(Response::new(membership(m, None)))
     }
@@ -186,11 +197,14 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<pb::RemoveMemberRequest>,
     ) -> Result<Response<pb::RemoveMemberResponse>, Status> {
+        let by = principal(&request)?;
         let pb::RemoveMemberRequest {
             organization_id,
             customer_id,
         } = request.into_inner();
-        self.organizations.remove_member(&organization_id, &customer_id).await?;
+        self.organizations
+            .remove_member(&organization_id, &customer_id, &by)
+            .await?;
         Ok(Response::new(pb::RemoveMemberResponse {}))
     }
 
@@ -245,6 +259,26 @@ impl OrganizationService for OrganizationApi {
         Ok(Response::new(pb::CheckTicketAccessResponse {
             allowed,
             reason: reason.to_owned(),
+        }))
+    }
+
+    async fn list_organization_history(
+        &self,
+        request: Request<pb::ListOrganizationHistoryRequest>,
+    ) -> Result<Response<pb::ListOrganizationHistoryResponse>, Status> {
+        let pb::ListOrganizationHistoryRequest {
+            organization_id,
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let page = self
+            .organizations
+            .history(&organization_id, page_size, &page_token)
+            .await?;
+        let (entries, next_page_token) = history_page(page);
+        Ok(Response::new(pb::ListOrganizationHistoryResponse {
+            entries,
+            next_page_token,
         }))
     }
 }

@@ -111,10 +111,14 @@ pub fn requirement(path: &str) -> Requirement {
         ("customers.v1.CustomerService", "ImportCustomers") => Import,
         ("customers.v1.TicketIntakeService", "ResolveTicketCustomer") => Intake,
         ("customers.v1.HubAccessService", "CheckHubLogin" | "GetHubSettings") => Hub,
-        ("customers.v1.HubAccessService", "UpdateHubSettings") => Admin,
+        ("customers.v1.HubAccessService", "UpdateHubSettings" | "ListHubSettingsHistory") => Admin,
         (
             "customers.v1.OrganizationService",
-            "GetOrganization" | "ListOrganizations" | "ListMembers" | "ListCustomerOrganizations",
+            "GetOrganization"
+            | "ListOrganizations"
+            | "ListMembers"
+            | "ListCustomerOrganizations"
+            | "ListOrganizationHistory",
         ) => Read,
         (
             "customers.v1.OrganizationService",
@@ -137,14 +141,60 @@ struct TokensFile {
 #[serde(deny_unknown_fields)]
 struct PrincipalEntry {
     name: String,
-    token_sha256: String,
+    #[serde(default)]
+    token_sha256: Option<String>,
+    /// Under mTLS: the client certificate subject that stands for this principal.
+    #[serde(default)]
+    client_cert_subject: Option<String>,
     permissions: Vec<String>,
 }
 
-/// The principals of a tokens file, with the SHA-256 of their tokens.
+/// A certificate subject as a set of (attribute, value) pairs, e.g.
+/// `CN=reporting-job, O=Example`: attribute names are compared without
+/// regard to case, values exactly, and the order does not matter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subject(BTreeSet<(String, String)>);
+
+impl Subject {
+    /// A subject from (attribute short name, value) pairs.
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.as_ref().trim().to_ascii_uppercase(), v.as_ref().trim().to_owned()))
+                .collect(),
+        )
+    }
+}
+
+impl FromStr for Subject {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut pairs = Vec::new();
+        for part in s.split(',') {
+            let (key, value) = part
+                .split_once('=')
+                .filter(|(k, v)| !k.trim().is_empty() && !v.trim().is_empty())
+                .ok_or_else(|| format!("{part:?} is not ATTRIBUTE=value (e.g. CN=reporting-job)"))?;
+            pairs.push((key, value));
+        }
+        Ok(Self::from_pairs(pairs))
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// The principals of a tokens file: by the SHA-256 of their tokens and by
+/// client certificate subject.
 #[derive(Debug, Clone, Default)]
 pub struct Principals {
     entries: Vec<([u8; 32], Principal)>,
+    subjects: Vec<(Subject, Principal)>,
 }
 
 impl Principals {
@@ -158,15 +208,37 @@ impl Principals {
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: TokensFile = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut entries = Vec::new();
+        let mut subjects = Vec::new();
         for (i, p) in file.principals.into_iter().enumerate() {
             let at = format!("principals[{i}] ({:?})", p.name);
             if p.name.trim().is_empty() {
                 return Err(format!("{at}: name is empty"));
             }
-            let hash =
-                parse_hex32(&p.token_sha256).ok_or_else(|| format!("{at}: token_sha256 must be 64 hex digits"))?;
-            if entries.iter().any(|(h, _): &([u8; 32], Principal)| *h == hash) {
+            if p.token_sha256.is_none() && p.client_cert_subject.is_none() {
+                return Err(format!("{at}: needs token_sha256, client_cert_subject or both"));
+            }
+            let hash = p
+                .token_sha256
+                .as_deref()
+                .map(|h| parse_hex32(h).ok_or_else(|| format!("{at}: token_sha256 must be 64 hex digits")))
+                .transpose()?;
+            if let Some(hash) = hash
+                && entries.iter().any(|(h, _): &([u8; 32], Principal)| *h == hash)
+            {
                 return Err(format!("{at}: the same token is listed twice"));
+            }
+            let subject = p
+                .client_cert_subject
+                .as_deref()
+                .map(|s| {
+                    s.parse::<Subject>()
+                        .map_err(|e| format!("{at}: client_cert_subject: {e}"))
+                })
+                .transpose()?;
+            if let Some(subject) = &subject
+                && subjects.iter().any(|(s, _): &(Subject, Principal)| s == subject)
+            {
+                return Err(format!("{at}: the same client_cert_subject is listed twice"));
             }
             let permissions = p
                 .permissions
@@ -174,25 +246,33 @@ impl Principals {
                 .map(|s| s.parse())
                 .collect::<Result<BTreeSet<Permission>, _>>()
                 .map_err(|e| format!("{at}: {e}"))?;
-            entries.push((
-                hash,
-                Principal {
-                    name: p.name,
-                    permissions,
-                },
-            ));
+            let principal = Principal {
+                name: p.name,
+                permissions,
+            };
+            if let Some(subject) = subject {
+                subjects.push((subject, principal.clone()));
+            }
+            if let Some(hash) = hash {
+                entries.push((hash, principal));
+            }
         }
-        Ok(Self { entries })
+        Ok(Self { entries, subjects })
     }
 
-    /// How many principals there are.
+    /// How many ways in (tokens and certificate subjects) there are.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.subjects.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
+    }
+
+    /// The principal a verified client certificate's subject stands for.
+    pub fn by_subject(&self, subject: &Subject) -> Option<&Principal> {
+        self.subjects.iter().find(|(s, _)| s == subject).map(|(_, p)| p)
     }
 
     /// The principal whose token this is. Every entry is compared in
@@ -284,6 +364,22 @@ mod tests {
     }
 
     #[test]
+    fn certificate_subjects_match_as_sets() {
+        let text = "[[principals]]\nname = \"reports\"\nclient_cert_subject = \"CN=reporting-job, O=Example\"\n\
+                    permissions = [\"read\"]\n";
+        let principals = Principals::parse(text).unwrap();
+        let same = Subject::from_pairs([("o", "Example"), ("CN", "reporting-job")]);
+        assert_eq!(principals.by_subject(&same).unwrap().name, "reports");
+        for other in [
+            Subject::from_pairs([("CN", "reporting-job")]),
+            Subject::from_pairs([("CN", "reporting-job"), ("O", "Example"), ("OU", "x")]),
+            Subject::from_pairs([("CN", "Reporting-job"), ("O", "Example")]),
+        ] {
+            assert!(principals.by_subject(&other).is_none(), "{other}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_files() {
         for bad in [
             "[[principals]]\nname = \"x\"\ntoken_sha256 = \"abc\"\npermissions = []\n",
@@ -294,6 +390,8 @@ mod tests {
             ),
             "not toml [",
             "[[principals]]\nname = \"x\"\ntoken = \"plaintext\"\npermissions = []\n",
+            "[[principals]]\nname = \"x\"\npermissions = []\n",
+            "[[principals]]\nname = \"x\"\nclient_cert_subject = \"reporting\"\npermissions = []\n",
         ] {
             assert!(Principals::parse(bad).is_err(), "{bad}");
         }

@@ -3,8 +3,10 @@
 
 use super::{
     Error, FieldViolation,
+    auth::Principal,
     customer::{Customer, CustomerDraft, CustomerInput, FieldParser, Source, State},
     filter::CustomerFilter,
+    history::{Action, Entry, History, Journal, Origin, customer_resource},
     mobile::Region,
     page::{PageToken, page_size},
 };
@@ -82,7 +84,7 @@ impl Customers {
     }
 
     /// Creates a customer; a repeated `request_id` returns the first result.
-    pub async fn create(&self, input: CustomerInput, request_id: &str) -> Result<Customer, Error> {
+    pub async fn create(&self, input: CustomerInput, request_id: &str, by: &Principal) -> Result<Customer, Error> {
         if request_id.len() > MAX_REQUEST_ID {
             return Err(Error::invalid(
                 "request_id",
@@ -118,10 +120,12 @@ impl Customers {
                 return Err(self.write_failed(e, &draft).await);
             }
         };
+        let mut journal = Journal::new(by, Origin::Call);
+        journal.customer_created(&created);
         if self.settings.org_domain_assignment
             && let Some(email) = &draft.email
         {
-            super::organizations::link_by_domain(&*txn, &id, email.domain(), Default::default()).await?;
+            super::organizations::link_by_domain(&*txn, &mut journal, &id, email.domain(), Default::default()).await?;
         }
         if !request_id.is_empty()
             && let Err(e) = q::insert_create_request(&*txn, request_id, &id, now).await
@@ -136,6 +140,7 @@ impl Customers {
                 .get(&winner.ok_or_else(|| Error::Aborted("retry the request".into()))?)
                 .await;
         }
+        journal.write(&*txn).await?;
         txn.commit().await?;
         Ok(created)
     }
@@ -179,13 +184,22 @@ impl Customers {
         Ok(Page { items, next_page_token })
     }
 
+    /// One page of the customer's history (NOT_FOUND for unknown ids).
+    pub async fn history(&self, id: &str, page_size: i32, page_token: &str) -> Result<Page<Entry>, Error> {
+        self.get(id).await?;
+        History::new(self.store.clone())
+            .list(&customer_resource(id), page_size, page_token)
+            .await
+    }
+
     /// Applies an update; see [`CustomerUpdate`].
-    pub async fn update(&self, update: CustomerUpdate) -> Result<Customer, Error> {
+    pub async fn update(&self, update: CustomerUpdate, by: &Principal) -> Result<Customer, Error> {
         check_id(&update.id)?;
         let paths = update_paths(&update)?;
         self.retrying(
             &update.id,
             &update.etag,
+            by,
             WriteOp::Update {
                 paths: &paths,
                 fields: &update.fields,
@@ -195,20 +209,20 @@ impl Customers {
     }
 
     /// Soft-deletes: out of the Active list, identities freed, restorable.
-    pub async fn delete(&self, id: &str, etag: &str) -> Result<Customer, Error> {
+    pub async fn delete(&self, id: &str, etag: &str, by: &Principal) -> Result<Customer, Error> {
         check_id(id)?;
-        self.retrying(id, etag, WriteOp::Delete).await
+        self.retrying(id, etag, by, WriteOp::Delete).await
     }
 
     /// Restores a deleted customer unless its identities were taken meanwhile.
-    pub async fn undelete(&self, id: &str, etag: &str) -> Result<Customer, Error> {
+    pub async fn undelete(&self, id: &str, etag: &str, by: &Principal) -> Result<Customer, Error> {
         check_id(id)?;
-        self.retrying(id, etag, WriteOp::Undelete).await
+        self.retrying(id, etag, by, WriteOp::Undelete).await
     }
 
     /// Runs `op` in a write transaction on the current row; retries when a
     /// concurrent writer got there first, unless the caller pinned an etag.
-    async fn retrying(&self, id: &str, etag: &str, op: WriteOp<'_>) -> Result<Customer, Error> {
+    async fn retrying(&self, id: &str, etag: &str, by: &Principal, op: WriteOp<'_>) -> Result<Customer, Error> {
         let mismatch = || Error::EtagMismatch {
             resource: super::error::Resource::Customer,
             id: id.to_owned(),
@@ -226,6 +240,16 @@ impl Customers {
             };
             match step {
                 Step::Done(customer) => {
+                    let mut journal = Journal::new(by, Origin::Call);
+                    match op {
+                        _ if customer.revision == before.revision => {} // nothing changed
+                        WriteOp::Update { .. } => {
+                            journal.customer_updated(id, &before.to_draft(), &customer.to_draft())
+                        }
+                        WriteOp::Delete => journal.customer_state(id, Action::Delete),
+                        WriteOp::Undelete => journal.customer_state(id, Action::Undelete),
+                    }
+                    journal.write(&*txn).await?;
                     txn.commit().await?;
                     return Ok(customer);
                 }

@@ -3,7 +3,15 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Error, FieldViolation, customer::State, customers::Customers, email::Email, mobile::Mobile};
+use super::{
+    Error, FieldViolation,
+    auth::Principal,
+    customer::State,
+    customers::{Customers, Page},
+    email::Email,
+    history::{Entry, HUB_SETTINGS_RESOURCE, History, Journal, Origin},
+    mobile::Mobile,
+};
 use crate::store::{
     customers::{self as q, IdentityKind},
     hub as hq,
@@ -111,13 +119,25 @@ impl HubAccess {
         })
     }
 
+    /// One page of the settings' history.
+    pub async fn history(&self, page_size: i32, page_token: &str) -> Result<Page<Entry>, Error> {
+        History::new(self.customers.store().clone())
+            .list(HUB_SETTINGS_RESOURCE, page_size, page_token)
+            .await
+    }
+
     /// The settings in force.
     pub async fn settings(&self) -> Result<HubSettings, Error> {
         read_settings(self.customers.store().conn()).await
     }
 
     /// Updates the fields in `mask` (or every non-empty field of `new`).
-    pub async fn update_settings(&self, new: HubSettings, mask: Vec<String>) -> Result<HubSettings, Error> {
+    pub async fn update_settings(
+        &self,
+        new: HubSettings,
+        mask: Vec<String>,
+        by: &Principal,
+    ) -> Result<HubSettings, Error> {
         let paths = super::mask::effective_paths(
             mask,
             &[
@@ -132,6 +152,7 @@ impl HubAccess {
         // Read inside the write transaction, so concurrent updates cannot
         // write back each other's stale fields.
         let mut current = read_settings(&*txn).await?;
+        let before = current.clone();
         let mut violations = Vec::new();
         for path in &paths {
             match path.as_str() {
@@ -196,6 +217,9 @@ impl HubAccess {
             now,
         )
         .await?;
+        let mut journal = Journal::new(by, Origin::Call);
+        journal.settings_updated(&before, &current);
+        journal.write(&*txn).await?;
         txn.commit().await?;
         current.update_time = Some(now);
         Ok(current)

@@ -17,8 +17,10 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{
     Error, FieldViolation,
+    auth::Principal,
     customer::{Customer, CustomerDraft, CustomerInput, Source, State},
     customers::{Customers, new_id},
+    history::{Action, Journal, Origin},
     organizations::{DefaultRights, ORGANIZATION_ATTRIBUTE as ORGANIZATION, link_by_domain, link_by_name},
 };
 use crate::store::{
@@ -102,6 +104,8 @@ pub struct TicketIntake {
 struct Job {
     ticket_id: String,
     draft: CustomerDraft,
+    /// Who asked, for the history of a customer the ticket creates.
+    principal: String,
     reply: oneshot::Sender<Option<Resolution>>,
 }
 
@@ -127,15 +131,16 @@ impl TicketIntake {
     }
 
     /// Resolves the ticket's customer; see the module docs.
-    pub async fn resolve(&self, request: TicketRequester) -> Result<Resolution, Error> {
+    pub async fn resolve(&self, request: TicketRequester, by: &Principal) -> Result<Resolution, Error> {
         let (ticket_id, draft) = self.validate(request)?;
         if self.links_organizations(&draft) {
-            return self.resolve_one(&ticket_id, &draft).await;
+            return self.resolve_one(&ticket_id, &draft, by).await;
         }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             ticket_id: ticket_id.clone(),
             draft: draft.clone(),
+            principal: by.name.clone(),
             reply,
         };
         if self.queue.send(job).await.is_ok()
@@ -143,7 +148,7 @@ impl TicketIntake {
         {
             return Ok(resolution);
         }
-        self.resolve_one(&ticket_id, &draft).await
+        self.resolve_one(&ticket_id, &draft, by).await
     }
 
     /// Tickets that may join organisations take the single-ticket path.
@@ -153,14 +158,14 @@ impl TicketIntake {
     }
 
     /// The single-ticket path: every case, retried until the races settle.
-    async fn resolve_one(&self, ticket_id: &str, draft: &CustomerDraft) -> Result<Resolution, Error> {
+    async fn resolve_one(&self, ticket_id: &str, draft: &CustomerDraft, by: &Principal) -> Result<Resolution, Error> {
         let ticket_id = ticket_id.to_owned();
         let store = self.customers.store();
         if let Some(link) = iq::find_link(store.conn(), &ticket_id).await? {
             return self.replay(link).await;
         }
         for _ in 0..ATTEMPTS {
-            if let Attempt::Done(resolution) = self.attempt(&ticket_id, draft).await? {
+            if let Attempt::Done(resolution) = self.attempt(&ticket_id, draft, by).await? {
                 return Ok(*resolution);
             }
         }
@@ -219,7 +224,7 @@ impl TicketIntake {
 
     /// One transaction. `Retry` when a concurrent call won a race; the next
     /// attempt then sees the winner's rows.
-    async fn attempt(&self, ticket_id: &str, draft: &CustomerDraft) -> Result<Attempt, Error> {
+    async fn attempt(&self, ticket_id: &str, draft: &CustomerDraft, by: &Principal) -> Result<Attempt, Error> {
         let store = self.customers.store();
         let txn = store.begin_write().await?;
         if let Some(link) = iq::find_link(&*txn, ticket_id).await? {
@@ -230,6 +235,7 @@ impl TicketIntake {
         let mobile = draft.mobile.as_ref().map(|m| m.e164());
         let owners = iq::live_owners(&*txn, email, mobile).await?;
         let now = super::now();
+        let mut journal = Journal::new(by, Origin::Ticket(ticket_id.to_owned()));
 
         let matched = match (&owners.email, &owners.mobile) {
             (Some(id), other) => Some((id.clone(), MatchedBy::Email, other.clone().filter(|o| o != id), false)),
@@ -240,7 +246,10 @@ impl TicketIntake {
         let mut resolution = match matched {
             None => match q::insert(&*txn, &new_id(), draft, Source::Ticket, now).await {
                 Ok(customer) => Resolution {
-                    customer,
+                    customer: {
+                        journal.customer_created(&customer);
+                        customer
+                    },
                     created: true,
                     matched_by: MatchedBy::None,
                     conflicting_customer_id: None,
@@ -255,14 +264,20 @@ impl TicketIntake {
                 };
                 if restore {
                     customer = match q::set_state(&*txn, &customer, State::Active, now).await {
-                        Ok(c) => c,
+                        Ok(c) => {
+                            journal.customer_state(&c.id, Action::Undelete);
+                            c
+                        }
                         Err(WriteError::Taken(_) | WriteError::Stale) => return Ok(Attempt::Retry),
                         Err(WriteError::Db(e)) => return Err(e.into()),
                     };
                 }
                 if let Some(filled) = fill_in(&customer, draft, &owners) {
                     customer = match q::save(&*txn, &customer, &filled, now).await {
-                        Ok(c) => c,
+                        Ok(c) => {
+                            journal.customer_updated(&c.id, &customer.to_draft(), &filled);
+                            c
+                        }
                         Err(WriteError::Taken(_) | WriteError::Stale) => return Ok(Attempt::Retry),
                         Err(WriteError::Db(e)) => return Err(e.into()),
                     };
@@ -282,15 +297,15 @@ impl TicketIntake {
         let id = resolution.customer.id.clone();
         let linked = async {
             if let Some(name) = draft.attributes.get(ORGANIZATION) {
-                link_by_name(&*txn, &id, name, DefaultRights::default()).await?;
+                link_by_name(&*txn, &mut journal, &id, name, DefaultRights::default()).await?;
             }
             if resolution.created
                 && self.customers.settings().org_domain_assignment
                 && let Some(email) = &draft.email
             {
-                link_by_domain(&*txn, &id, email.domain(), DefaultRights::default()).await?;
+                link_by_domain(&*txn, &mut journal, &id, email.domain(), DefaultRights::default()).await?;
             }
-            Ok::<_, DbErr>(())
+            journal.write(&*txn).await
         };
         match linked.await {
             Ok(()) => {}
@@ -490,6 +505,7 @@ async fn resolve_batch(customers: &Customers, jobs: &[Job]) -> Result<Vec<Option
     let mut pending: HashMap<(IdentityKind, String), String> = HashMap::new();
     let mut created: Vec<(Customer, CustomerDraft)> = Vec::new();
     let mut counts: HashMap<String, i64> = HashMap::new();
+    let mut journal = Journal::named(String::new(), Origin::Call);
     let mut seen = HashSet::new();
     let mut decisions = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -520,6 +536,9 @@ async fn resolve_batch(customers: &Customers, jobs: &[Job]) -> Result<Vec<Option
                     continue;
                 }
                 let customer = Customer::new_active(new_id(), &job.draft, Source::Ticket, now);
+                let mut entry = Journal::named(job.principal.clone(), Origin::Ticket(job.ticket_id.clone()));
+                entry.customer_created(&customer);
+                journal.append(entry);
                 for key in [email, mobile].into_iter().flatten() {
                     pending.insert(key, customer.id.clone());
                 }
@@ -582,6 +601,7 @@ async fn resolve_batch(customers: &Customers, jobs: &[Job]) -> Result<Vec<Option
         })
         .collect();
     iq::insert_links(&*txn, new_links).await?;
+    journal.write(&*txn).await?;
     txn.commit().await?;
 
     // Answers show each customer as the batch left it.

@@ -9,6 +9,7 @@ pub mod email;
 pub mod error;
 pub mod export;
 pub mod filter;
+pub mod history;
 pub mod hub;
 pub mod import;
 pub mod intake;

@@ -5,9 +5,11 @@ use chrono::{DateTime, Utc};
 use super::{
     Error, FieldViolation,
     attributes::{Attributes, parse_attributes},
+    auth::Principal,
     customer::State,
     customers::{Customers, Page, new_id},
     error::Resource,
+    history::{Action, Entry, History, Journal, Origin, organization_resource},
     page::{PageToken, page_size},
 };
 use crate::store::{
@@ -180,11 +182,14 @@ impl Organizations {
     }
 
     /// Creates an organisation with a unique (case-insensitive) name.
-    pub async fn create(&self, input: OrganizationInput) -> Result<Organization, Error> {
+    pub async fn create(&self, input: OrganizationInput, by: &Principal) -> Result<Organization, Error> {
         let draft = input.into_draft("organization.").map_err(Error::InvalidArgument)?;
         let txn = self.store().begin_write().await?;
         match q::insert(&*txn, &new_id(), &draft, super::now()).await {
             Ok(org) => {
+                let mut journal = Journal::new(by, Origin::Call);
+                journal.organization_created(&org);
+                journal.write(&*txn).await?;
                 txn.commit().await?;
                 Ok(org)
             }
@@ -219,6 +224,14 @@ impl Organizations {
         })
     }
 
+    /// One page of the organisation's history (NOT_FOUND for unknown ids).
+    pub async fn history(&self, id: &str, page_size: i32, page_token: &str) -> Result<Page<Entry>, Error> {
+        self.get(id).await?;
+        History::new(self.store().clone())
+            .list(&organization_resource(id), page_size, page_token)
+            .await
+    }
+
     /// One page of organisations in creation order.
     pub async fn list(
         &self,
@@ -240,6 +253,7 @@ impl Organizations {
         input: OrganizationInput,
         mask: Vec<String>,
         etag: &str,
+        by: &Principal,
     ) -> Result<Organization, Error> {
         let paths = super::mask::effective_paths(
             mask,
@@ -249,7 +263,7 @@ impl Organizations {
                 ("attributes", !input.attributes.is_empty()),
             ],
         )?;
-        self.change(id, etag, |before| {
+        self.change(id, etag, by, |before| {
             if before.state == State::Deleted {
                 return Err(Error::FailedPrecondition {
                     reason: "ORGANIZATION_DELETED",
@@ -286,8 +300,8 @@ impl Organizations {
     }
 
     /// Soft-deletes: memberships stay but grant nothing while deleted.
-    pub async fn delete(&self, id: &str, etag: &str) -> Result<Organization, Error> {
-        self.change(id, etag, |before| {
+    pub async fn delete(&self, id: &str, etag: &str, by: &Principal) -> Result<Organization, Error> {
+        self.change(id, etag, by, |before| {
             if before.state == State::Deleted {
                 return Err(Error::FailedPrecondition {
                     reason: "ORGANIZATION_ALREADY_DELETED",
@@ -301,8 +315,8 @@ impl Organizations {
     }
 
     /// Restores a deleted organisation unless its name was taken meanwhile.
-    pub async fn undelete(&self, id: &str) -> Result<Organization, Error> {
-        self.change(id, "", |before| {
+    pub async fn undelete(&self, id: &str, by: &Principal) -> Result<Organization, Error> {
+        self.change(id, "", by, |before| {
             if before.state == State::Active {
                 return Err(Error::FailedPrecondition {
                     reason: "ORGANIZATION_NOT_DELETED",
@@ -319,6 +333,7 @@ impl Organizations {
         &self,
         id: &str,
         etag: &str,
+        by: &Principal,
         decide: impl Fn(&Organization) -> Result<(OrganizationDraft, State), Error>,
     ) -> Result<Organization, Error> {
         if id.trim().is_empty() {
@@ -341,6 +356,13 @@ impl Organizations {
         }
         match q::save(&*txn, &before, &draft, state, super::now()).await {
             Ok(Some(org)) => {
+                let mut journal = Journal::new(by, Origin::Call);
+                match (before.state, state) {
+                    (State::Active, State::Deleted) => journal.organization_state(id, Action::Delete),
+                    (State::Deleted, State::Active) => journal.organization_state(id, Action::Undelete),
+                    _ => journal.organization_updated(&before, &org),
+                }
+                journal.write(&*txn).await?;
                 txn.commit().await?;
                 Ok(org)
             }
@@ -377,6 +399,7 @@ impl Organizations {
         customer_id: &str,
         view: bool,
         create: bool,
+        by: &Principal,
     ) -> Result<Membership, Error> {
         let org = self.get(organization_id).await?;
         if org.state == State::Deleted {
@@ -395,22 +418,32 @@ impl Organizations {
             });
         }
         let txn = self.store().begin_write().await?;
-        let membership = upsert_membership(&*txn, organization_id, customer_id, view, create).await?;
+        let (before, membership) = upsert_membership(&*txn, organization_id, customer_id, view, create).await?;
+        let mut journal = Journal::new(by, Origin::Call);
+        journal.membership(before.as_ref(), Some(&membership));
+        journal.write(&*txn).await?;
         txn.commit().await?;
         Ok(membership)
     }
 
     /// Removes a membership; NOT_FOUND when there is none.
-    pub async fn remove_member(&self, organization_id: &str, customer_id: &str) -> Result<(), Error> {
+    pub async fn remove_member(&self, organization_id: &str, customer_id: &str, by: &Principal) -> Result<(), Error> {
         require(organization_id, "organization_id")?;
         require(customer_id, "customer_id")?;
         let txn = self.store().begin_write().await?;
+        let not_found = || Error::NotFound {
+            resource: Resource::Membership,
+            id: format!("{organization_id}/{customer_id}"),
+        };
+        let membership = q::find_membership(&*txn, organization_id, customer_id)
+            .await?
+            .ok_or_else(not_found)?;
         if !q::delete_membership(&*txn, organization_id, customer_id).await? {
-            return Err(Error::NotFound {
-                resource: Resource::Membership,
-                id: format!("{organization_id}/{customer_id}"),
-            });
+            return Err(not_found());
         }
+        let mut journal = Journal::new(by, Origin::Call);
+        journal.membership(Some(&membership), None);
+        journal.write(&*txn).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -496,24 +529,26 @@ fn paged<T>(items: &mut Vec<T>, limit: u64, query: String, key: impl Fn(&T) -> S
     }
 }
 
-/// Inserts or updates a membership inside `db`'s transaction.
+/// Inserts or updates a membership inside `db`'s transaction; returns the
+/// membership before (if any) and after.
 async fn upsert_membership(
     db: &impl sea_orm::ConnectionTrait,
     organization_id: &str,
     customer_id: &str,
     view: bool,
     create: bool,
-) -> Result<Membership, Error> {
+) -> Result<(Option<Membership>, Membership), Error> {
     let now = super::now();
     match q::find_membership(db, organization_id, customer_id).await? {
-        Some(mut m) => {
+        Some(before) => {
+            let mut m = before.clone();
             if (m.can_view_tickets, m.can_create_tickets) != (view, create) {
                 m.can_view_tickets = view;
                 m.can_create_tickets = create;
                 m.update_time = now;
                 q::update_rights(db, &m).await?;
             }
-            Ok(m)
+            Ok((Some(before), m))
         }
         None => {
             let m = Membership {
@@ -525,7 +560,7 @@ async fn upsert_membership(
                 update_time: now,
             };
             q::insert_membership(db, &m).await?;
-            Ok(m)
+            Ok((None, m))
         }
     }
 }
@@ -536,6 +571,7 @@ async fn upsert_membership(
 /// `DbErr` for the caller to retry.
 pub async fn link_by_name(
     db: &impl sea_orm::ConnectionTrait,
+    journal: &mut Journal,
     customer_id: &str,
     name: &str,
     rights: DefaultRights,
@@ -551,10 +587,12 @@ pub async fn link_by_name(
                 name: name.to_owned(),
                 ..Default::default()
             };
-            q::insert(db, &new_id(), &draft, super::now()).await?
+            let org = q::insert(db, &new_id(), &draft, super::now()).await?;
+            journal.organization_created(&org);
+            org
         }
     };
-    link(db, customer_id, &org.id, rights).await
+    link(db, journal, customer_id, &org.id, rights).await
 }
 
 /// One customer to link to an organisation by name.
@@ -570,6 +608,7 @@ pub struct OrgLink {
 /// queries (import batches).
 pub async fn link_many_by_name(
     db: &impl sea_orm::ConnectionTrait,
+    journal: &mut Journal,
     links: &[OrgLink],
     rights: DefaultRights,
 ) -> Result<(), sea_orm::DbErr> {
@@ -590,7 +629,9 @@ pub async fn link_many_by_name(
                 name: (*name).to_owned(),
                 ..Default::default()
             };
-            slot.insert(q::insert(db, &new_id(), &draft, super::now()).await?.id);
+            let org = q::insert(db, &new_id(), &draft, super::now()).await?;
+            journal.organization_created(&org);
+            slot.insert(org.id);
         }
     }
     let stored: BTreeSet<&str> = links
@@ -616,6 +657,9 @@ pub async fn link_many_by_name(
             });
         }
     }
+    for m in &new {
+        journal.membership(None, Some(m));
+    }
     q::insert_memberships(db, &new).await
 }
 
@@ -623,36 +667,36 @@ pub async fn link_many_by_name(
 /// customer's email domain, if any.
 pub async fn link_by_domain(
     db: &impl sea_orm::ConnectionTrait,
+    journal: &mut Journal,
     customer_id: &str,
     email_domain: &str,
     rights: DefaultRights,
 ) -> Result<(), sea_orm::DbErr> {
     match q::find_live_by_domain(db, email_domain).await? {
-        Some(org) => link(db, customer_id, &org.id, rights).await,
+        Some(org) => link(db, journal, customer_id, &org.id, rights).await,
         None => Ok(()),
     }
 }
 
 async fn link(
     db: &impl sea_orm::ConnectionTrait,
+    journal: &mut Journal,
     customer_id: &str,
     organization_id: &str,
     rights: DefaultRights,
 ) -> Result<(), sea_orm::DbErr> {
     if q::find_membership(db, organization_id, customer_id).await?.is_none() {
         let now = super::now();
-        q::insert_membership(
-            db,
-            &Membership {
-                organization_id: organization_id.to_owned(),
-                customer_id: customer_id.to_owned(),
-                can_view_tickets: rights.can_view_tickets,
-                can_create_tickets: rights.can_create_tickets,
-                create_time: now,
-                update_time: now,
-            },
-        )
-        .await?;
+        let m = Membership {
+            organization_id: organization_id.to_owned(),
+            customer_id: customer_id.to_owned(),
+            can_view_tickets: rights.can_view_tickets,
+            can_create_tickets: rights.can_create_tickets,
+            create_time: now,
+            update_time: now,
+        };
+        q::insert_membership(db, &m).await?;
+        journal.membership(None, Some(&m));
     }
     Ok(())
 }

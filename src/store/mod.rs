@@ -3,6 +3,7 @@
 
 pub mod customers;
 pub mod entities;
+pub mod history;
 pub mod hub;
 pub mod intake;
 pub mod migration;

@@ -8,7 +8,7 @@ use tonic::Code;
 use crate::harness::{TestApp, bad_fields, error_info, list_all, open_import, spawn_app};
 
 /// Options, then each piece as a `csv_chunk` message.
-fn messages(options: Option<pb::ImportOptions>, pieces: &[&[u8]]) -> Vec<pb::ImportCustomersRequest> {
+pub(crate) fn messages(options: Option<pb::ImportOptions>, pieces: &[&[u8]]) -> Vec<pb::ImportCustomersRequest> {
     options
         .map(Part::Options)
         .into_iter()
@@ -28,7 +28,11 @@ async fn import(
         .map(|r| r.into_inner())
 }
 
-async fn import_csv(app: &TestApp, options: Option<pb::ImportOptions>, file: &[u8]) -> pb::ImportCustomersResponse {
+pub(crate) async fn import_csv(
+    app: &TestApp,
+    options: Option<pb::ImportOptions>,
+    file: &[u8],
+) -> pb::ImportCustomersResponse {
     import(app, messages(options, &[file])).await.expect("import")
 }
 

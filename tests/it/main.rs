@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod customers;
 mod external;
+mod history;
 mod hub;
 mod import;
 mod intake;

@@ -22,6 +22,8 @@ struct Pki {
     ca: String,
     client: (String, String),
     stranger: (String, String),
+    /// Signed by the CA, but no tokens-file entry names its subject.
+    unlisted: (String, String),
 }
 
 impl Pki {
@@ -37,6 +39,7 @@ impl Pki {
             dir,
             client: leaf(&ca.1, "reporting-job", ExtendedKeyUsagePurpose::ClientAuth),
             stranger: leaf(&other_ca.1, "reporting-job", ExtendedKeyUsagePurpose::ClientAuth),
+            unlisted: leaf(&ca.1, "unlisted-job", ExtendedKeyUsagePurpose::ClientAuth),
             ca: ca.0,
         }
     }
@@ -48,6 +51,10 @@ impl Pki {
     /// The binary serving TLS with the server certificate; with `mtls`, also
     /// requiring client certificates from the CA.
     fn start(&self, db: &TestDb, mtls: bool) -> (std::process::Child, String) {
+        self.start_with(db, mtls, &[])
+    }
+
+    fn start_with(&self, db: &TestDb, mtls: bool, extra: &[String]) -> (std::process::Child, String) {
         let mut args = vec![
             "--tls-cert".to_owned(),
             self.path("server.pem"),
@@ -57,6 +64,7 @@ impl Pki {
         if mtls {
             args.extend(["--tls-client-ca".to_owned(), self.path("ca.pem")]);
         }
+        args.extend_from_slice(extra);
         start_binary(&db.url, &args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 }
@@ -162,6 +170,83 @@ async fn mtls_admits_only_clients_with_a_certificate_from_the_ca() {
             }
         );
     }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn a_client_certificate_subject_stands_for_a_principal() {
+    use std::io::Write;
+    use tonic::{Code, Request, metadata::MetadataValue};
+
+    let pki = Pki::new();
+    let mut tokens = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        tokens,
+        "[[principals]]\nname = \"reporting-job\"\nclient_cert_subject = \"CN=reporting-job\"\n\
+         permissions = [\"read\", \"write\"]\n\n\
+         [[principals]]\nname = \"ticketing\"\ntoken_sha256 = \"{}\"\npermissions = [\"intake\"]\n",
+        customer_service::domain::auth::hex(&customer_service::domain::auth::sha256("cs_intake"))
+    )
+    .unwrap();
+    let db = TestDb::new().await;
+    let (mut child, addr) = pki.start_with(
+        &db,
+        true,
+        &["--tokens-file".to_owned(), tokens.path().to_string_lossy().into_owned()],
+    );
+
+    // The certificate alone authenticates, with its principal's permissions.
+    let channel = tls_channel(&addr, &pki.ca, Some(&pki.client))
+        .await
+        .expect("mTLS connect");
+    assert!(serves(channel.clone()).await);
+    let mut client = CustomerServiceClient::new(channel.clone());
+    let created = client
+        .create_customer(pb::CreateCustomerRequest {
+            customer: Some(customer("Cert", "cert@example.com", "")),
+            request_id: String::new(),
+        })
+        .await
+        .expect("create as the certificate's principal")
+        .into_inner();
+    let history = client
+        .list_customer_history(pb::ListCustomerHistoryRequest {
+            customer_id: created.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(history[0].principal, "reporting-job");
+    let denied = client
+        .delete_customer(pb::DeleteCustomerRequest {
+            id: created.id.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    // A bearer token, when sent, decides over the certificate.
+    let mut request = Request::new(pb::GetCustomerRequest { id: created.id.clone() });
+    request
+        .metadata_mut()
+        .insert("authorization", MetadataValue::from_static("Bearer cs_intake"));
+    let by_token = client.get_customer(request).await.unwrap_err();
+    assert_eq!(by_token.code(), Code::PermissionDenied, "{by_token:?}");
+
+    // A certificate from the CA whose subject no entry names is not enough.
+    let unlisted = tls_channel(&addr, &pki.ca, Some(&pki.unlisted))
+        .await
+        .expect("mTLS connect");
+    let refused = CustomerServiceClient::new(unlisted)
+        .get_customer(pb::GetCustomerRequest { id: created.id })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(refused.message().contains("CN=unlisted-job"), "{}", refused.message());
     let _ = child.kill();
     let _ = child.wait();
 }

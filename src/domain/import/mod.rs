@@ -20,7 +20,9 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
     Error,
+    auth::Principal,
     customers::{Customers, new_id},
+    history::{Journal, Origin},
     mobile::Region,
     organizations::{DefaultRights, link_many_by_name},
 };
@@ -160,7 +162,7 @@ impl From<SplitError> for Stop {
 
 impl ImportRun {
     /// Starts an import into `customers`' store.
-    pub async fn start(customers: &Customers, options: ImportOptions) -> Result<Self, Error> {
+    pub async fn start(customers: &Customers, options: ImportOptions, by: &Principal) -> Result<Self, Error> {
         let store = customers.store().clone();
         let outer = if options.dry_run || options.all_or_nothing {
             Some(store.begin_write().await?)
@@ -172,11 +174,16 @@ impl ImportRun {
             mode: options.mode,
             hub_access_default: customers.settings().hub_access_default,
         };
-        let task = tokio::spawn(write_all(store, outer, batches, settings, options.max_errors));
+        let import_id = new_id();
+        let author = Author {
+            principal: by.name.clone(),
+            import_id: import_id.clone(),
+        };
+        let task = tokio::spawn(write_all(store, outer, batches, settings, author, options.max_errors));
         Ok(Self {
             options,
             report: ImportReport {
-                import_id: new_id(),
+                import_id,
                 ..Default::default()
             },
             splitter: Splitter::default(),
@@ -347,6 +354,18 @@ fn merge(parsed: ImportReport, written: ImportReport, max: usize) -> ImportRepor
     }
 }
 
+/// Who the history entries of an import name.
+struct Author {
+    principal: String,
+    import_id: String,
+}
+
+impl Author {
+    fn journal(&self) -> Journal {
+        Journal::named(self.principal.clone(), Origin::Import(self.import_id.clone()))
+    }
+}
+
 /// The writer task: matches and writes batches as they come, each in its
 /// own transaction (or savepoint of `outer`).
 async fn write_all(
@@ -354,6 +373,7 @@ async fn write_all(
     outer: Option<WriteTxn>,
     mut batches: mpsc::Receiver<Vec<ImportRecord>>,
     settings: PlanSettings,
+    author: Author,
     max_errors: usize,
 ) -> Result<Written, Error> {
     let mut written = Written {
@@ -361,7 +381,7 @@ async fn write_all(
         ..Default::default()
     };
     while let Some(batch) = batches.recv().await {
-        let plan = write_retrying(&store, written.outer.as_ref(), &batch, &settings).await?;
+        let plan = write_retrying(&store, written.outer.as_ref(), &batch, &settings, &author).await?;
         let report = &mut written.report;
         for outcome in plan.outcomes {
             match outcome {
@@ -389,12 +409,13 @@ async fn write_retrying(
     outer: Option<&WriteTxn>,
     batch: &[ImportRecord],
     settings: &PlanSettings,
+    author: &Author,
 ) -> Result<Plan, Error> {
     for attempt in 1..=ATTEMPTS {
         let written = match outer {
             Some(outer) => {
                 let savepoint = sea_orm::TransactionTrait::begin(&**outer).await?;
-                match write_batch(&savepoint, batch, settings).await {
+                match write_batch(&savepoint, batch, settings, author.journal()).await {
                     Ok(plan) => savepoint.commit().await.map(|_| plan).map_err(WriteError::Db),
                     Err(e) => {
                         savepoint.rollback().await?;
@@ -404,7 +425,7 @@ async fn write_retrying(
             }
             None => {
                 let txn = store.begin_write().await?;
-                match write_batch(&*txn, batch, settings).await {
+                match write_batch(&*txn, batch, settings, author.journal()).await {
                     Ok(plan) => txn.commit().await.map(|_| plan).map_err(WriteError::Db),
                     Err(e) => Err(e),
                 }
@@ -461,11 +482,12 @@ fn take(parsed: Parsed, pending: &mut Vec<ImportRecord>, report: &mut ImportRepo
     }
 }
 
-/// Reads what the batch needs, plans it, writes the plan.
+/// Reads what the batch needs, plans it, writes the plan and its history.
 async fn write_batch(
     db: &impl sea_orm::ConnectionTrait,
     batch: &[ImportRecord],
     settings: &PlanSettings,
+    mut journal: Journal,
 ) -> Result<Plan, WriteError> {
     let owners = live_owner_map(db, &plan::keys(batch)).await?;
     let mut ids: Vec<String> = owners.values().cloned().collect();
@@ -476,8 +498,14 @@ async fn write_batch(
     let now = super::now();
     for (before, draft) in plan.updates() {
         q::save(db, before, draft, now).await?;
+        journal.customer_updated(&before.id, &before.to_draft(), draft);
     }
-    q::insert_many(db, &plan.inserts(now)).await?;
-    link_many_by_name(db, &plan.organization_links(), DefaultRights::default()).await?;
+    let inserts = plan.inserts(now);
+    q::insert_many(db, &inserts).await?;
+    for (customer, _) in &inserts {
+        journal.customer_created(customer);
+    }
+    link_many_by_name(db, &mut journal, &plan.organization_links(), DefaultRights::default()).await?;
+    journal.write(db).await?;
     Ok(plan)
 }

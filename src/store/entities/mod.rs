@@ -2,6 +2,7 @@
 
 pub mod create_request;
 pub mod customer;
+pub mod history_entry;
 pub mod hub_settings;
 pub mod identity;
 pub mod membership;

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_customers;
 mod m20261125_000002_create_ticket_links;
 mod m20261125_000003_create_hub_and_organizations;
+mod m20261126_000004_create_history;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_customers::Migration),
             Box::new(m20261125_000002_create_ticket_links::Migration),
             Box::new(m20261125_000003_create_hub_and_organizations::Migration),
+            Box::new(m20261126_000004_create_history::Migration),
         ]
     }
 }
