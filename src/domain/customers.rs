@@ -8,7 +8,7 @@ use super::{
     filter::CustomerFilter,
     history::{Action, Entry, History, Journal, Origin, customer_resource},
     mobile::Region,
-    page::{PageToken, page_size},
+    page::{PageToken, page_size, paged},
 };
 use crate::store::{
     Store, WriteTxn,
@@ -53,12 +53,7 @@ pub struct CustomerUpdate {
     pub etag: String,
 }
 
-/// One page of a list.
-#[derive(Debug, Clone)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_page_token: String,
-}
+pub use super::page::Page;
 
 /// The customer directory.
 #[derive(Clone, Debug)]
@@ -165,23 +160,8 @@ impl Customers {
         let parsed = CustomerFilter::parse(filter, self.settings.default_region)?;
         let query = format!("{show_deleted}|{filter}");
         let after = PageToken::decode(page_token, &query)?.map(|t| t.after);
-        let mut items = q::list(self.store.conn(), &parsed, show_deleted, after.as_deref(), limit + 1).await?;
-        let next_page_token = if items.len() as u64 > limit {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|c| {
-                    PageToken {
-                        after: c.id.clone(),
-                        query,
-                    }
-                    .encode()
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Page { items, next_page_token })
+        let items = q::list(self.store.conn(), &parsed, show_deleted, after.as_deref(), limit + 1).await?;
+        Ok(paged(items, limit, query, |c| c.id.clone()))
     }
 
     /// One page of the customer's history (NOT_FOUND for unknown ids).

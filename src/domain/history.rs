@@ -12,7 +12,7 @@ use super::{
     customers::{Page, new_id},
     hub::HubSettings,
     organizations::{Membership, Organization},
-    page::{PageToken, page_size},
+    page::{PageToken, page_size, paged},
 };
 use crate::store::{Store, history as q};
 
@@ -335,23 +335,8 @@ impl History {
         let limit = page_size(page_size_req)?;
         let query = format!("history|{resource}");
         let after = PageToken::decode(page_token, &query)?.map(|t| t.after);
-        let mut items = q::list(self.store.conn(), resource, after.as_deref(), limit + 1).await?;
-        let next_page_token = if items.len() as u64 > limit {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|e| {
-                    PageToken {
-                        after: e.id.clone(),
-                        query,
-                    }
-                    .encode()
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Page { items, next_page_token })
+        let items = q::list(self.store.conn(), resource, after.as_deref(), limit + 1).await?;
+        Ok(paged(items, limit, query, |e| e.id.clone()))
     }
 }
 

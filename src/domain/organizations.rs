@@ -10,7 +10,7 @@ use super::{
     customers::{Customers, Page, new_id},
     error::Resource,
     history::{Action, Entry, History, Journal, Origin, organization_resource},
-    page::{PageToken, page_size},
+    page::{PageToken, page_size, paged},
 };
 use crate::store::{
     Store, customers as cq, is_unique_violation,
@@ -242,8 +242,8 @@ impl Organizations {
         let limit = page_size(page_size_req)?;
         let query = format!("orgs|{show_deleted}");
         let after = PageToken::decode(page_token, &query)?.map(|t| t.after);
-        let mut items = q::list(self.store().conn(), show_deleted, after.as_deref(), limit + 1).await?;
-        Ok(paged(&mut items, limit, query, |o| o.id.clone()))
+        let items = q::list(self.store().conn(), show_deleted, after.as_deref(), limit + 1).await?;
+        Ok(paged(items, limit, query, |o| o.id.clone()))
     }
 
     /// Updates name/domains/attributes per `mask` (empty: every set field).
@@ -459,8 +459,8 @@ impl Organizations {
         let limit = page_size(page_size_req)?;
         let query = format!("members|{organization_id}");
         let after = PageToken::decode(page_token, &query)?.map(|t| t.after);
-        let mut items = q::list_members(self.store().conn(), organization_id, after.as_deref(), limit + 1).await?;
-        Ok(paged(&mut items, limit, query, |m| m.customer_id.clone()))
+        let items = q::list_members(self.store().conn(), organization_id, after.as_deref(), limit + 1).await?;
+        Ok(paged(items, limit, query, |m| m.customer_id.clone()))
     }
 
     /// Every membership of a customer, with its organisation.
@@ -504,28 +504,6 @@ fn require(value: &str, field: &str) -> Result<(), Error> {
         Err(Error::invalid(field, "is required"))
     } else {
         Ok(())
-    }
-}
-
-fn paged<T>(items: &mut Vec<T>, limit: u64, query: String, key: impl Fn(&T) -> String) -> Page<T> {
-    let next_page_token = if items.len() as u64 > limit {
-        items.truncate(limit as usize);
-        items
-            .last()
-            .map(|last| {
-                PageToken {
-                    after: key(last),
-                    query,
-                }
-                .encode()
-            })
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
-    Page {
-        items: std::mem::take(items),
-        next_page_token,
     }
 }
 

@@ -19,6 +19,35 @@ pub fn page_size(requested: i32) -> Result<u64, Error> {
     }
 }
 
+/// One page of a list.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: String,
+}
+
+/// The page of `items` (fetched with one extra to see whether more
+/// follow): at most `limit` items, and the token for the next page, made
+/// from the last item's `key`, when there is one.
+pub fn paged<T>(mut items: Vec<T>, limit: u64, query: String, key: impl Fn(&T) -> String) -> Page<T> {
+    let next_page_token = if items.len() as u64 > limit {
+        items.truncate(limit as usize);
+        items
+            .last()
+            .map(|last| {
+                PageToken {
+                    after: key(last),
+                    query,
+                }
+                .encode()
+            })
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Page { items, next_page_token }
+}
+
 /// What a page token remembers: where the last page ended, and the query it
 /// belongs to, so a token is refused with a different filter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
