@@ -140,7 +140,7 @@ pub fn etag_of(revision: i64) -> String {
 }
 
 /// Validated customer fields, ready to store.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CustomerDraft {
     pub name: String,
     pub email: Option<Email>,

@@ -136,14 +136,6 @@ impl Journal {
         &self.entries
     }
 
-    /// Moves `other`'s entries into this journal (one write for both).
-    pub fn append(&mut self, other: Journal) {
-        let offset = self.entries.len();
-        self.created
-            .extend(other.created.into_iter().map(|(id, at)| (id, at + offset)));
-        self.entries.extend(other.entries);
-    }
-
     fn push(&mut self, resource: String, action: Action, organization_id: Option<String>, changes: Vec<Change>) {
         self.entries.push(Entry {
             resource,
@@ -265,6 +257,12 @@ impl Journal {
     /// Writes the entries through `db`: the transaction of the change.
     pub async fn write(self, db: &impl sea_orm::ConnectionTrait) -> Result<(), sea_orm::DbErr> {
         q::insert_many(db, &self.entries).await
+    }
+
+    /// Writes several operations' journals (an intake batch) in one insert.
+    pub async fn write_all(journals: Vec<Journal>, db: &impl sea_orm::ConnectionTrait) -> Result<(), sea_orm::DbErr> {
+        let entries: Vec<Entry> = journals.into_iter().flat_map(|j| j.entries).collect();
+        q::insert_many(db, &entries).await
     }
 }
 

@@ -505,7 +505,7 @@ async fn resolve_batch(customers: &Customers, jobs: &[Job]) -> Result<Vec<Option
     let mut pending: HashMap<(IdentityKind, String), String> = HashMap::new();
     let mut created: Vec<(Customer, CustomerDraft)> = Vec::new();
     let mut counts: HashMap<String, i64> = HashMap::new();
-    let mut journal = Journal::named(String::new(), Origin::Call);
+    let mut journals = Vec::new();
     let mut seen = HashSet::new();
     let mut decisions = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -538,7 +538,7 @@ async fn resolve_batch(customers: &Customers, jobs: &[Job]) -> Result<Vec<Option
                 let customer = Customer::new_active(new_id(), &job.draft, Source::Ticket, now);
                 let mut entry = Journal::named(job.principal.clone(), Origin::Ticket(job.ticket_id.clone()));
                 entry.customer_created(&customer);
-                journal.append(entry);
+                journals.push(entry);
                 for key in [email, mobile].into_iter().flatten() {
                     pending.insert(key, customer.id.clone());
                 }
@@ -601,7 +601,7 @@ async fn resolve_batch(customers: &Customers, jobs: &[Job]) -> Result<Vec<Option
         })
         .collect();
     iq::insert_links(&*txn, new_links).await?;
-    journal.write(&*txn).await?;
+    Journal::write_all(journals, &*txn).await?;
     txn.commit().await?;
 
     // Answers show each customer as the batch left it.
