@@ -28,6 +28,23 @@ pub fn flags() -> Vec<(String, String)> {
 /// The server binary cargo built for this bench.
 pub const BIN: &str = env!("CARGO_BIN_EXE_customer-service");
 
+/// The binary to serve: `BENCH_SERVER_BIN` (another build, for an A/B
+/// comparison in one session), else this build's. `BENCH_SERVER_WRAP`
+/// (e.g. `valgrind --tool=callgrind`) runs it under a tool.
+fn server_command() -> Command {
+    let bin = std::env::var("BENCH_SERVER_BIN").unwrap_or_else(|_| BIN.to_owned());
+    let wrap = std::env::var("BENCH_SERVER_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    match words.next() {
+        Some(tool) => {
+            let mut c = Command::new(tool);
+            c.args(words).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}
+
 /// Deterministic pseudo-random numbers (xorshift64*); no dependency needed.
 pub struct Rng(pub u64);
 impl Rng {
@@ -50,7 +67,7 @@ pub struct Server {
 
 impl Server {
     pub fn start(url: &str) -> Self {
-        let mut child = Command::new(BIN)
+        let mut child = server_command()
             .args([
                 "serve",
                 "--listen",
