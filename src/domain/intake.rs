@@ -312,7 +312,7 @@ impl TicketIntake {
             Err(e) if crate::store::is_unique_violation(&e) => return Ok(Attempt::Retry),
             Err(e) => return Err(e.into()),
         }
-        iq::count_ticket(&*txn, &resolution.customer.id, now).await?;
+        // The link's insert trigger counts the ticket on the customer row.
         let link = ticket_link::Model {
             ticket_id: ticket_id.to_owned(),
             customer_id: resolution.customer.id.clone(),
@@ -570,15 +570,9 @@ async fn resolve_batch(customers: &Customers, jobs: &[Job]) -> Result<Vec<Option
         }
     }
 
-    // New customers are written with their final counters; the rest get one UPDATE.
-    for (customer, _) in &mut created {
-        customer.ticket_count = counts.remove(&customer.id).unwrap_or(0);
-        customer.first_ticket_time = Some(now);
-        customer.last_ticket_time = Some(now);
-    }
+    // New customers are stored without tickets; each link's insert trigger
+    // counts its ticket on the customer row.
     q::insert_many(&*txn, &created).await?;
-    let existing_counts: Vec<(String, i64)> = counts.iter().map(|(id, n)| (id.clone(), *n)).collect();
-    iq::count_tickets(&*txn, &existing_counts, now).await?;
     let new_links: Vec<ticket_link::Model> = jobs
         .iter()
         .zip(&decisions)
@@ -605,6 +599,7 @@ async fn resolve_batch(customers: &Customers, jobs: &[Job]) -> Result<Vec<Option
     txn.commit().await?;
 
     // Answers show each customer as the batch left it.
+    known.extend(created.into_iter().map(|(c, _)| (c.id.clone(), c)));
     for (id, n) in &counts {
         if let Some(c) = known.get_mut(id) {
             c.ticket_count += n;
@@ -612,7 +607,6 @@ async fn resolve_batch(customers: &Customers, jobs: &[Job]) -> Result<Vec<Option
             c.last_ticket_time = Some(now);
         }
     }
-    known.extend(created.into_iter().map(|(c, _)| (c.id.clone(), c)));
     Ok(decisions
         .into_iter()
         .map(|decision| match decision? {

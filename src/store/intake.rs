@@ -1,10 +1,9 @@
-//! Queries of ticket intake: identity owners, ticket links, ticket counters.
+//! Queries of ticket intake: identity owners and ticket links (whose
+//! insert trigger keeps the customer's ticket counters).
 
-use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, ExprTrait, Func},
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::ExprTrait,
 };
 
 use super::{
@@ -103,26 +102,6 @@ pub async fn insert_link(db: &impl ConnectionTrait, link: ticket_link::Model) ->
         create_time: Set(create_time),
     };
     ticket_link::Entity::insert(row).exec_without_returning(db).await?;
-    Ok(())
-}
-
-/// Counts one more ticket for a customer. Counters are output-only
-/// bookkeeping: they do not bump the revision, so agents' etags stay valid.
-pub async fn count_ticket(db: &impl ConnectionTrait, customer_id: &str, at: DateTime<Utc>) -> Result<(), DbErr> {
-    use super::entities::customer;
-    customer::Entity::update_many()
-        .col_expr(
-            customer::Column::TicketCount,
-            Expr::col(customer::Column::TicketCount).add(1),
-        )
-        .col_expr(
-            customer::Column::FirstTicketTime,
-            Func::coalesce([Expr::col(customer::Column::FirstTicketTime), Expr::value(at)]).into(),
-        )
-        .col_expr(customer::Column::LastTicketTime, Expr::value(at))
-        .filter(customer::Column::Id.eq(customer_id))
-        .exec(db)
-        .await?;
     Ok(())
 }
 
@@ -244,38 +223,6 @@ fn kind_of(stored: &str) -> IdentityKind {
     } else {
         IdentityKind::Mobile
     }
-}
-
-/// Adds `n` tickets to each listed customer, in one statement.
-pub async fn count_tickets(
-    db: &impl ConnectionTrait,
-    counts: &[(String, i64)],
-    at: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    use super::entities::customer;
-    use sea_orm::sea_query::CaseStatement;
-    if counts.is_empty() {
-        return Ok(());
-    }
-    let mut case = CaseStatement::new();
-    for (id, n) in counts {
-        case = case.case(Expr::col(customer::Column::Id).eq(id.as_str()), Expr::val(*n));
-    }
-    let increment = Expr::Case(Box::new(case.finally(Expr::val(0i64))));
-    customer::Entity::update_many()
-        .col_expr(
-            customer::Column::TicketCount,
-            Expr::col(customer::Column::TicketCount).add(increment),
-        )
-        .col_expr(
-            customer::Column::FirstTicketTime,
-            Func::coalesce([Expr::col(customer::Column::FirstTicketTime), Expr::value(at)]).into(),
-        )
-        .col_expr(customer::Column::LastTicketTime, Expr::value(at))
-        .filter(customer::Column::Id.is_in(counts.iter().map(|(id, _)| id.clone())))
-        .exec(db)
-        .await?;
-    Ok(())
 }
 
 /// Stores many answers in one statement.

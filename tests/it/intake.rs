@@ -71,6 +71,19 @@ async fn new_requester_is_created_and_the_ticket_replays_identically() {
     assert!(secs(&c2.last_ticket_time) >= secs(&c.last_ticket_time));
     assert_eq!(c2.name, "Ada Lovelace", "the stored name is not overwritten");
     assert_eq!(customers_with_email(&app, "ada@example.com").await.len(), 1);
+
+    // The stored counters (kept by the database) agree with the answers.
+    let stored = app
+        .customers
+        .clone()
+        .get_customer(pb::GetCustomerRequest { id: c.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.ticket_count, 2);
+    assert_eq!(stored.first_ticket_time, c.first_ticket_time);
+    assert_eq!(stored.last_ticket_time, c2.last_ticket_time);
+    assert_eq!(stored.etag, c.etag, "counting tickets does not change the etag");
 }
 
 #[tokio::test]

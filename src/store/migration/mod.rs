@@ -6,6 +6,7 @@ mod m20261125_000001_create_customers;
 mod m20261125_000002_create_ticket_links;
 mod m20261125_000003_create_hub_and_organizations;
 mod m20261126_000004_create_history;
+mod m20261126_000005_ticket_counter_trigger;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_create_ticket_links::Migration),
             Box::new(m20261125_000003_create_hub_and_organizations::Migration),
             Box::new(m20261126_000004_create_history::Migration),
+            Box::new(m20261126_000005_ticket_counter_trigger::Migration),
         ]
     }
 }
