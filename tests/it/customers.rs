@@ -49,13 +49,7 @@ async fn create_then_get_returns_normalised_customer() {
     assert!(created.create_time.is_some() && created.delete_time.is_none());
     assert!(!created.etag.is_empty());
 
-    let got = app
-        .customers
-        .clone()
-        .get_customer(pb::GetCustomerRequest { id: created.id.clone() })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = app.get(&created.id).await;
     assert_eq!(got, created);
 }
 

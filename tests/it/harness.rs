@@ -287,6 +287,16 @@ impl TestApp {
             .unwrap_or_else(|s| panic!("create {name}: {s:?}"))
             .into_inner()
     }
+
+    /// Reads a customer, panicking on failure.
+    pub async fn get(&self, id: &str) -> pb::Customer {
+        self.customers
+            .clone()
+            .get_customer(pb::GetCustomerRequest { id: id.to_owned() })
+            .await
+            .unwrap_or_else(|s| panic!("get {id}: {s:?}"))
+            .into_inner()
+    }
 }
 
 /// A customer message with the given identity fields.

@@ -289,13 +289,7 @@ async fn create_only_skips_and_reports_matches() {
         ]
     );
     assert!(report.errors[0].message.contains(&existing.id));
-    let kept = app
-        .customers
-        .clone()
-        .get_customer(pb::GetCustomerRequest { id: existing.id })
-        .await
-        .unwrap()
-        .into_inner();
+    let kept = app.get(&existing.id).await;
     assert_eq!(kept.name, "Kept");
 }
 

@@ -73,13 +73,7 @@ async fn new_requester_is_created_and_the_ticket_replays_identically() {
     assert_eq!(customers_with_email(&app, "ada@example.com").await.len(), 1);
 
     // The stored counters (kept by the database) agree with the answers.
-    let stored = app
-        .customers
-        .clone()
-        .get_customer(pb::GetCustomerRequest { id: c.id.clone() })
-        .await
-        .unwrap()
-        .into_inner();
+    let stored = app.get(&c.id).await;
     assert_eq!(stored.ticket_count, 2);
     assert_eq!(stored.first_ticket_time, c.first_ticket_time);
     assert_eq!(stored.last_ticket_time, c2.last_ticket_time);
@@ -226,13 +220,7 @@ async fn race_one_new_person(servers: &[&TestApp], n: usize) {
     assert_eq!(customers_with_email(servers[0], "racer@example.com").await.len(), 1);
 
     let id = ids.into_iter().next().unwrap();
-    let stored = servers[0]
-        .customers
-        .clone()
-        .get_customer(pb::GetCustomerRequest { id })
-        .await
-        .unwrap()
-        .into_inner();
+    let stored = servers[0].get(&id).await;
     assert_eq!(stored.ticket_count, n as i64, "every ticket counted once");
 
     for (i, answer) in answers.iter().enumerate() {

@@ -97,13 +97,7 @@ async fn data_survives_a_restart_and_shutdown_is_graceful() {
     let created = app.create("Persistent", "keep@example.com", "").await;
     let db: TestDb = app.stop().await;
     let app = crate::harness::spawn_on(db, crate::harness::test_settings()).await;
-    let got = app
-        .customers
-        .clone()
-        .get_customer(pb::GetCustomerRequest { id: created.id.clone() })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = app.get(&created.id).await;
     assert_eq!(got, created);
 }
 
@@ -270,4 +264,27 @@ async fn processes_migrating_one_fresh_database_at_once_all_succeed() {
     tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(15)))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn every_migration_rolls_back_and_forward() {
+    use customer_service::store::migration::Migrator;
+    use sea_orm_migration::MigratorTrait;
+
+    let db = TestDb::new().await;
+    // A SQLite file is created only when the URL asks for it.
+    let url = if db.url.starts_with("sqlite:") && !db.url.contains('?') {
+        format!("{}?mode=rwc", db.url)
+    } else {
+        db.url.clone()
+    };
+    let conn = sea_orm::Database::connect(&url).await.expect("connect");
+    let all = Migrator::migrations().len();
+    Migrator::up(&conn, None).await.expect("up");
+    assert_eq!(Migrator::get_applied_migrations(&conn).await.unwrap().len(), all);
+    Migrator::down(&conn, None).await.expect("every down step runs");
+    assert!(Migrator::get_applied_migrations(&conn).await.unwrap().is_empty());
+    Migrator::up(&conn, None).await.expect("up again after a full rollback");
+    assert_eq!(Migrator::get_applied_migrations(&conn).await.unwrap().len(), all);
+    conn.close().await.ok();
 }

@@ -81,13 +81,7 @@ async fn database_outage_is_unavailable_and_recovers_without_restart() {
         health_becomes(&app, ServingStatus::Serving).await,
         "health returns to SERVING"
     );
-    let got = app
-        .customers
-        .clone()
-        .get_customer(pb::GetCustomerRequest { id: created.id.clone() })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = app.get(&created.id).await;
     assert_eq!(got, created, "nothing lost");
     admin.close().await.ok();
 }

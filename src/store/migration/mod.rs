@@ -7,6 +7,7 @@ mod m20261125_000002_create_ticket_links;
 mod m20261125_000003_create_hub_and_organizations;
 mod m20261126_000004_create_history;
 mod m20261126_000005_ticket_counter_trigger;
+mod m20261126_000006_drop_ticket_links_customer_index;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_create_hub_and_organizations::Migration),
             Box::new(m20261126_000004_create_history::Migration),
             Box::new(m20261126_000005_ticket_counter_trigger::Migration),
+            Box::new(m20261126_000006_drop_ticket_links_customer_index::Migration),
         ]
     }
 }
