@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{Expr, ExprTrait, Func, LikeExpr, Query},
 };
 
@@ -474,12 +474,7 @@ pub async fn list(
     if let Some(hub) = filter.hub_access_enabled {
         query = query.filter(customer::Column::HubAccessEnabled.eq(hub));
     }
-    if let Some(after) = after {
-        query = query.filter(customer::Column::Id.gt(after));
-    }
-    query
-        .order_by_asc(customer::Column::Id)
-        .limit(limit)
+    super::keyset_page(query, customer::Column::Id, after, limit)
         .all(db)
         .await?
         .into_iter()

@@ -1,9 +1,7 @@
 //! Queries of the audit trail.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, Value,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Statement, Value};
 
 use super::entities::history_entry;
 use crate::domain::history::{Action, Change, Entry, Origin};
@@ -125,13 +123,8 @@ pub async fn list(
     after: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Entry>, DbErr> {
-    let mut query = history_entry::Entity::find().filter(history_entry::Column::Resource.eq(resource));
-    if let Some(after) = after {
-        query = query.filter(history_entry::Column::Id.gt(after));
-    }
-    query
-        .order_by_asc(history_entry::Column::Id)
-        .limit(limit)
+    let query = history_entry::Entity::find().filter(history_entry::Column::Resource.eq(resource));
+    super::keyset_page(query, history_entry::Column::Id, after, limit)
         .all(db)
         .await?
         .into_iter()

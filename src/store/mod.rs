@@ -212,6 +212,22 @@ impl Store {
     }
 }
 
+/// One keyset page of `query`: rows whose `key` is after `after`, in `key`
+/// order, at most `limit`. Every list of the service pages this way.
+pub(crate) fn keyset_page<E: sea_orm::EntityTrait>(
+    query: sea_orm::Select<E>,
+    key: E::Column,
+    after: Option<&str>,
+    limit: u64,
+) -> sea_orm::Select<E> {
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+    let query = match after {
+        Some(after) => query.filter(key.gt(after)),
+        None => query,
+    };
+    query.order_by_asc(key).limit(limit)
+}
+
 /// Splits `items` into runs whose lengths are powers of two, at most `max`.
 /// Multi-row statements then come in a few distinct texts, so each
 /// connection's prepared-statement cache holds a handful of them instead of

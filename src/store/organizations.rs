@@ -160,12 +160,7 @@ pub async fn list(
     if !show_deleted {
         query = query.filter(organization::Column::State.eq(State::Active.as_str()));
     }
-    if let Some(after) = after {
-        query = query.filter(organization::Column::Id.gt(after));
-    }
-    query
-        .order_by_asc(organization::Column::Id)
-        .limit(limit)
+    super::keyset_page(query, organization::Column::Id, after, limit)
         .all(db)
         .await?
         .into_iter()
@@ -335,13 +330,8 @@ pub async fn list_members(
     after: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Membership>, DbErr> {
-    let mut query = membership::Entity::find().filter(membership::Column::OrganizationId.eq(organization_id));
-    if let Some(after) = after {
-        query = query.filter(membership::Column::CustomerId.gt(after));
-    }
-    Ok(query
-        .order_by_asc(membership::Column::CustomerId)
-        .limit(limit)
+    let query = membership::Entity::find().filter(membership::Column::OrganizationId.eq(organization_id));
+    Ok(super::keyset_page(query, membership::Column::CustomerId, after, limit)
         .all(db)
         .await?
         .into_iter()
