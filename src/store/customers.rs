@@ -222,18 +222,16 @@ pub async fn find_many(db: &impl ConnectionTrait, ids: &[String]) -> Result<Vec<
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let condition = if super::pg::is_pg(db) {
-        Expr::cust_with_values("\"id\" = ANY($1)", [super::pg::texts(ids.iter().cloned())])
+    let rows = if super::pg::is_pg(db) {
+        let probe = super::pg::rows_by_keys("customers", "id", ids.iter().cloned());
+        customer::Entity::find().from_raw_sql(probe).all(db).await?
     } else {
-        customer::Column::Id.is_in(super::padded(ids.iter().cloned()))
+        customer::Entity::find()
+            .filter(customer::Column::Id.is_in(super::padded(ids.iter().cloned())))
+            .all(db)
+            .await?
     };
-    customer::Entity::find()
-        .filter(condition)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(to_domain)
-        .collect()
+    rows.into_iter().map(to_domain).collect()
 }
 
 fn customer_row(c: &Customer) -> customer::ActiveModel {

@@ -110,6 +110,10 @@ pub async fn find_links(db: &impl ConnectionTrait, ticket_ids: &[String]) -> Res
     if ticket_ids.is_empty() {
         return Ok(Vec::new());
     }
+    if super::pg::is_pg(db) {
+        let probe = super::pg::rows_by_keys("ticket_links", "ticket_id", ticket_ids.iter().cloned());
+        return ticket_link::Entity::find().from_raw_sql(probe).all(db).await;
+    }
     ticket_link::Entity::find()
         .filter(ticket_link::Column::TicketId.is_in(super::padded(ticket_ids.iter().cloned())))
         .all(db)
@@ -202,6 +206,36 @@ pub async fn deleted_keys(
     db: &impl ConnectionTrait,
     keys: &Keys,
 ) -> Result<std::collections::HashSet<(IdentityKind, String)>, DbErr> {
+    if keys.emails.is_empty() && keys.mobiles.is_empty() {
+        return Ok(Default::default());
+    }
+    if super::pg::is_pg(db) {
+        // One index probe per key, as in `live_owner_map`.
+        let rows = super::pg::query(
+            db,
+            "SELECT 'email' AS kind, k.key AS normalized FROM UNNEST($1::text[]) AS k(key) \
+             CROSS JOIN LATERAL (SELECT 1 FROM customer_identities \
+             WHERE kind = 'email' AND normalized = k.key AND live_key IS NULL LIMIT 1) AS i \
+             UNION ALL \
+             SELECT 'mobile', k.key FROM UNNEST($2::text[]) AS k(key) \
+             CROSS JOIN LATERAL (SELECT 1 FROM customer_identities \
+             WHERE kind = 'mobile' AND normalized = k.key AND live_key IS NULL LIMIT 1) AS i",
+            vec![
+                super::pg::texts(keys.emails.iter().cloned()),
+                super::pg::texts(keys.mobiles.iter().cloned()),
+            ],
+        )
+        .await?;
+        return rows
+            .into_iter()
+            .map(|row| {
+                Ok((
+                    kind_of(&row.try_get::<String>("", "kind")?),
+                    row.try_get("", "normalized")?,
+                ))
+            })
+            .collect();
+    }
     let Some(condition) = keys.condition(identity::Column::Normalized) else {
         return Ok(Default::default());
     };
