@@ -1,6 +1,7 @@
 //! Storage through SeaORM: connection set-up per backend, migrations, and
 //! the queries the domain needs.
 
+mod checkpoint;
 pub mod customers;
 pub mod entities;
 pub mod history;
@@ -55,6 +56,8 @@ pub struct Store {
     /// process, is fair and cheap; left to SQLite they would spin on
     /// `busy_timeout`. Readers never take it (WAL lets them run beside a write).
     sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// SQLite only: wakes the background WAL checkpointer.
+    committed: Option<checkpoint::Committed>,
 }
 
 /// A write transaction. On SQLite it holds the writer slot until dropped.
@@ -62,6 +65,7 @@ pub struct WriteTxn {
     // Field order matters: the transaction ends before the slot is released.
     txn: DatabaseTransaction,
     _writer: Option<OwnedMutexGuard<()>>,
+    committed: Option<checkpoint::Committed>,
 }
 
 impl std::ops::Deref for WriteTxn {
@@ -74,7 +78,11 @@ impl std::ops::Deref for WriteTxn {
 impl WriteTxn {
     /// Commits; dropping without commit rolls back.
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.txn.commit().await
+        self.txn.commit().await?;
+        if let Some(committed) = &self.committed {
+            committed.notify();
+        }
+        Ok(())
     }
 }
 
@@ -88,13 +96,15 @@ impl Store {
                 db,
                 sqlite_write_conn: None,
                 sqlite_writer: None,
+                committed: None,
             });
         }
         let writer = Database::connect(Self::options(url, pool, 1)).await?;
         Ok(Self {
-            db,
             sqlite_write_conn: Some(writer),
             sqlite_writer: Some(Arc::new(Mutex::new(()))),
+            committed: Some(checkpoint::spawn(db.clone())),
+            db,
         })
     }
 
@@ -197,7 +207,11 @@ impl Store {
                 ..Default::default()
             })
             .await?;
-        Ok(WriteTxn { txn, _writer: writer })
+        Ok(WriteTxn {
+            txn,
+            _writer: writer,
+            committed: self.committed.clone(),
+        })
     }
 
     fn write_conn(&self) -> &DatabaseConnection {
