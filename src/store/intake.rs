@@ -157,31 +157,8 @@ pub async fn live_owner_map(
         return Ok(Default::default());
     }
     if super::pg::is_pg(db) {
-        let rows = super::pg::query(
-            db,
-            // LATERAL with OFFSET 0 (kept from being flattened into a hash
-            // join): one probe of the unique index per key, whatever the
-            // statistics say (a freshly filled table has none).
-            "SELECT 'email' AS kind, k.key AS live_key, i.customer_id FROM UNNEST($1::text[]) AS k(key) \
-             CROSS JOIN LATERAL (SELECT customer_id FROM customer_identities \
-             WHERE kind = 'email' AND live_key = k.key OFFSET 0) AS i \
-             UNION ALL \
-             SELECT 'mobile', k.key, i.customer_id FROM UNNEST($2::text[]) AS k(key) \
-             CROSS JOIN LATERAL (SELECT customer_id FROM customer_identities \
-             WHERE kind = 'mobile' AND live_key = k.key OFFSET 0) AS i",
-            vec![
-                super::pg::texts(keys.emails.iter().cloned()),
-                super::pg::texts(keys.mobiles.iter().cloned()),
-            ],
-        )
-        .await?;
-        let mut owners = std::collections::HashMap::with_capacity(rows.len());
-        for row in rows {
-            let kind: String = row.try_get("", "kind")?;
-            let key: String = row.try_get("", "live_key")?;
-            owners.insert((kind_of(&kind), key), row.try_get("", "customer_id")?);
-        }
-        return Ok(owners);
+        let rows = pg_identity_probes(db, keys, "live_key", "").await?;
+        return Ok(rows.into_iter().map(|(kind, key, id)| ((kind, key), id)).collect());
     }
     let Some(condition) = keys.condition(identity::Column::LiveKey) else {
         return Ok(Default::default());
@@ -210,31 +187,8 @@ pub async fn deleted_keys(
         return Ok(Default::default());
     }
     if super::pg::is_pg(db) {
-        // One index probe per key, as in `live_owner_map`.
-        let rows = super::pg::query(
-            db,
-            "SELECT 'email' AS kind, k.key AS normalized FROM UNNEST($1::text[]) AS k(key) \
-             CROSS JOIN LATERAL (SELECT 1 FROM customer_identities \
-             WHERE kind = 'email' AND normalized = k.key AND live_key IS NULL LIMIT 1) AS i \
-             UNION ALL \
-             SELECT 'mobile', k.key FROM UNNEST($2::text[]) AS k(key) \
-             CROSS JOIN LATERAL (SELECT 1 FROM customer_identities \
-             WHERE kind = 'mobile' AND normalized = k.key AND live_key IS NULL LIMIT 1) AS i",
-            vec![
-                super::pg::texts(keys.emails.iter().cloned()),
-                super::pg::texts(keys.mobiles.iter().cloned()),
-            ],
-        )
-        .await?;
-        return rows
-            .into_iter()
-            .map(|row| {
-                Ok((
-                    kind_of(&row.try_get::<String>("", "kind")?),
-                    row.try_get("", "normalized")?,
-                ))
-            })
-            .collect();
+        let rows = pg_identity_probes(db, keys, "normalized", " AND live_key IS NULL").await?;
+        return Ok(rows.into_iter().map(|(kind, key, _)| (kind, key)).collect());
     }
     let Some(condition) = keys.condition(identity::Column::Normalized) else {
         return Ok(Default::default());
@@ -249,6 +203,46 @@ pub async fn deleted_keys(
         .all(db)
         .await?;
     Ok(rows.into_iter().map(|(kind, key)| (kind_of(&kind), key)).collect())
+}
+
+/// PostgreSQL: (kind, key, customer id) of an identity whose `column` is
+/// one of `keys` and that meets `filter`, by one index probe per key. LATERAL
+/// with OFFSET 0 keeps each probe from being flattened into a hash join,
+/// whatever the statistics say (a freshly filled table has none).
+async fn pg_identity_probes(
+    db: &impl ConnectionTrait,
+    keys: &Keys,
+    column: &str,
+    filter: &str,
+) -> Result<Vec<(IdentityKind, String, String)>, DbErr> {
+    let probe = |kind: IdentityKind, param: u8| {
+        let kind = kind.as_str();
+        format!(
+            "SELECT '{kind}' AS kind, k.key, i.customer_id FROM UNNEST(${param}::text[]) AS k(key) \
+             CROSS JOIN LATERAL (SELECT customer_id FROM customer_identities \
+             WHERE kind = '{kind}' AND {column} = k.key{filter} LIMIT 1 OFFSET 0) AS i"
+        )
+    };
+    let sql = format!(
+        "{} UNION ALL {}",
+        probe(IdentityKind::Email, 1),
+        probe(IdentityKind::Mobile, 2)
+    );
+    let values = vec![
+        super::pg::texts(keys.emails.iter().cloned()),
+        super::pg::texts(keys.mobiles.iter().cloned()),
+    ];
+    super::pg::query(db, &sql, values)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok((
+                kind_of(&row.try_get::<String>("", "kind")?),
+                row.try_get("", "key")?,
+                row.try_get("", "customer_id")?,
+            ))
+        })
+        .collect()
 }
 
 fn kind_of(stored: &str) -> IdentityKind {
