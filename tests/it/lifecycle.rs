@@ -272,19 +272,17 @@ async fn every_migration_rolls_back_and_forward() {
     use sea_orm_migration::MigratorTrait;
 
     let db = TestDb::new().await;
-    // A SQLite file is created only when the URL asks for it.
-    let url = if db.url.starts_with("sqlite:") && !db.url.contains('?') {
-        format!("{}?mode=rwc", db.url)
-    } else {
-        db.url.clone()
-    };
-    let conn = sea_orm::Database::connect(&url).await.expect("connect");
+    // The service's own connect: it creates a missing SQLite file.
+    let store = customer_service::store::Store::connect(&db.url, &Default::default())
+        .await
+        .expect("connect");
+    let conn = store.conn();
     let all = Migrator::migrations().len();
-    Migrator::up(&conn, None).await.expect("up");
-    assert_eq!(Migrator::get_applied_migrations(&conn).await.unwrap().len(), all);
-    Migrator::down(&conn, None).await.expect("every down step runs");
-    assert!(Migrator::get_applied_migrations(&conn).await.unwrap().is_empty());
-    Migrator::up(&conn, None).await.expect("up again after a full rollback");
-    assert_eq!(Migrator::get_applied_migrations(&conn).await.unwrap().len(), all);
-    conn.close().await.ok();
+    Migrator::up(conn, None).await.expect("up");
+    assert_eq!(Migrator::get_applied_migrations(conn).await.unwrap().len(), all);
+    Migrator::down(conn, None).await.expect("every down step runs");
+    assert!(Migrator::get_applied_migrations(conn).await.unwrap().is_empty());
+    Migrator::up(conn, None).await.expect("up again after a full rollback");
+    assert_eq!(Migrator::get_applied_migrations(conn).await.unwrap().len(), all);
+    store.close().await.ok();
 }

@@ -9,36 +9,30 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const SQLITE: &str = "CREATE TRIGGER ticket_links_count AFTER INSERT ON ticket_links FOR EACH ROW BEGIN \
-    UPDATE customers SET ticket_count = ticket_count + 1, \
-    first_ticket_time = COALESCE(first_ticket_time, NEW.create_time), last_ticket_time = NEW.create_time \
-    WHERE id = NEW.customer_id; END";
-
-const POSTGRES: [&str; 2] = [
-    "CREATE FUNCTION ticket_links_count() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-     UPDATE customers SET ticket_count = ticket_count + 1, \
-     first_ticket_time = COALESCE(first_ticket_time, NEW.create_time), last_ticket_time = NEW.create_time \
-     WHERE id = NEW.customer_id; RETURN NULL; END $$",
-    "CREATE TRIGGER ticket_links_count AFTER INSERT ON ticket_links FOR EACH ROW \
-     EXECUTE FUNCTION ticket_links_count()",
-];
-
-const MYSQL: &str = "CREATE TRIGGER ticket_links_count AFTER INSERT ON ticket_links FOR EACH ROW \
-    UPDATE customers SET ticket_count = ticket_count + 1, \
+/// What every backend's trigger does for one inserted link (`NEW`).
+const COUNT: &str = "UPDATE customers SET ticket_count = ticket_count + 1, \
     first_ticket_time = COALESCE(first_ticket_time, NEW.create_time), last_ticket_time = NEW.create_time \
     WHERE id = NEW.customer_id";
+
+const ON_INSERT: &str = "CREATE TRIGGER ticket_links_count AFTER INSERT ON ticket_links FOR EACH ROW";
 
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        let statements: &[&str] = match manager.get_database_backend() {
-            DbBackend::Sqlite => &[SQLITE],
-            DbBackend::Postgres => &POSTGRES,
-            _ => &[MYSQL],
+        let statements = match manager.get_database_backend() {
+            DbBackend::Sqlite => vec![format!("{ON_INSERT} BEGIN {COUNT}; END")],
+            DbBackend::Postgres => vec![
+                format!(
+                    "CREATE FUNCTION ticket_links_count() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN {COUNT}; RETURN NULL; END $$"
+                ),
+                format!("{ON_INSERT} EXECUTE FUNCTION ticket_links_count()"),
+            ],
+            _ => vec![format!("{ON_INSERT} {COUNT}")],
         };
         for sql in statements {
-            db.execute_unprepared(sql).await?;
+            db.execute_unprepared(&sql).await?;
         }
         Ok(())
     }
