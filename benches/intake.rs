@@ -1,7 +1,7 @@
 //! Intake benchmark: drives the real server binary over loopback.
 //!
 //! `cargo bench --bench intake -- [--seconds 30] [--concurrency 64]
-//!  [--seed 10000] [--backend all|sqlite|postgres]`
+//!  [--seed 10000] [--backend all|sqlite|postgres] [--ticket-ids sequential|per-caller]`
 //!
 //! For each backend: a fresh database, `--seed` customers, then
 //! ResolveTicketCustomer at `--concurrency` calls in flight for `--seconds`
@@ -9,6 +9,10 @@
 //! of them mobile-only), then the gRPC ceiling: health Check, a trivial
 //! unary RPC on the same server and the same client settings. Prints calls/s,
 //! p50/p90/p99 latency and the server's peak RSS.
+//!
+//! Ticket ids are `T` and a zero-padded number counting up across callers,
+//! as a ticketing platform issues them (`--ticket-ids per-caller`: one
+//! sequence per caller, `bench-<caller>-<n>`, the ids of earlier figures).
 
 use std::{
     sync::{
@@ -35,6 +39,7 @@ struct Args {
     concurrency: usize,
     seed: usize,
     backend: String,
+    sequential_ids: bool,
 }
 
 fn args() -> Args {
@@ -43,6 +48,7 @@ fn args() -> Args {
         concurrency: 64,
         seed: 10_000,
         backend: "all".into(),
+        sequential_ids: true,
     };
     for (flag, value) in common::flags() {
         match flag.as_str() {
@@ -50,6 +56,13 @@ fn args() -> Args {
             "--concurrency" => a.concurrency = value.parse().expect("--concurrency N"),
             "--seed" => a.seed = value.parse().expect("--seed N"),
             "--backend" => a.backend = value,
+            "--ticket-ids" => {
+                a.sequential_ids = match value.as_str() {
+                    "sequential" => true,
+                    "per-caller" => false,
+                    other => panic!("--ticket-ids sequential|per-caller, not {other}"),
+                }
+            }
             other => panic!("unknown option {other}"),
         }
     }
@@ -198,11 +211,17 @@ async fn bench_backend(label: &str, url: &str, a: &Args) {
         .iter()
         .map(|c| TicketIntakeServiceClient::new(c.clone()))
         .collect();
+    let next_ticket = AtomicU64::new(1);
+    let sequential_ids = a.sequential_ids;
     let intake = drive(a.concurrency, a.seconds, move |w, seq| {
         let mut client = intake_clients[w % CHANNELS].clone();
+        let ticket_id = if sequential_ids {
+            format!("T{:010}", next_ticket.fetch_add(1, Ordering::Relaxed))
+        } else {
+            format!("bench-{w}-{seq}")
+        };
         async move {
             let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((w as u64) << 32) ^ seq);
-            let ticket_id = format!("bench-{w}-{seq}");
             let roll = rng.below(100);
             let (email, mobile) = if roll < 90 {
                 let i = rng.below(seeded) as usize;
