@@ -14,12 +14,14 @@ use customer_service::{
 /// jemalloc: under glibc's malloc, allocation was ~13% of the server's CPU
 /// in the intake benchmark (fastbin consolidation between a batch's small
 /// and large allocations, on the batch writer's thread, which is the limit).
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read at its start. Freed pages go back to the system
 /// within a second, from one background thread, so an idle server shrinks
 /// and a large import's peak stays where glibc's was.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static malloc_conf: &[u8] =
