@@ -259,10 +259,9 @@ impl Journal {
         q::insert_many(db, &self.entries).await
     }
 
-    /// Writes several operations' journals (an intake batch) in one insert.
-    pub async fn write_all(journals: Vec<Journal>, db: &impl sea_orm::ConnectionTrait) -> Result<(), sea_orm::DbErr> {
-        let entries: Vec<Entry> = journals.into_iter().flat_map(|j| j.entries).collect();
-        q::insert_many(db, &entries).await
+    /// The recorded entries, to be written with other rows.
+    pub fn into_entries(self) -> Vec<Entry> {
+        self.entries
     }
 }
 

@@ -20,7 +20,7 @@ use super::{
     auth::Principal,
     customer::{Customer, CustomerDraft, CustomerInput, Source, State},
     customers::{Customers, new_id},
-    history::{Action, Journal, Origin},
+    history::{Action, Entry, Journal, Origin},
     organizations::{DefaultRights, ORGANIZATION_ATTRIBUTE as ORGANIZATION, link_by_domain, link_by_name},
 };
 use crate::store::{
@@ -28,6 +28,7 @@ use crate::store::{
     customers::{self as q, IdentityKind, WriteError},
     entities::ticket_link,
     intake::{self as iq, Keys, Owners},
+    intake_batch::{BatchWriter, NewRows, Snapshot},
 };
 
 /// Longest accepted ticket id.
@@ -87,9 +88,10 @@ pub struct Resolution {
 
 /// The intake use case.
 ///
-/// Calls queue for batch writers that resolve whatever has accumulated in
-/// one transaction with set-based statements (group commit): the cost of a
-/// transaction is paid once per batch instead of once per ticket. Tickets a
+/// Calls queue for batch writers that resolve whatever has accumulated with
+/// two set-based statements, one read and one atomic write (group commit):
+/// the cost of a transaction is paid once per batch instead of once per
+/// ticket. Tickets a
 /// batch should not decide alone (fill-in, restore, a ticket twice in one
 /// batch) and whole batches that fail (a concurrent replica won a race) go
 /// through the single-ticket path, which handles every case.
@@ -418,6 +420,7 @@ fn spawn_dedicated(writer: impl Future<Output = ()> + Send + 'static) -> std::io
 
 /// Drains the queue in batches until the intake is dropped.
 async fn batch_writer(customers: Customers, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    let mut writer = BatchWriter::new(customers.store().clone());
     loop {
         let mut batch = Vec::new();
         {
@@ -434,7 +437,7 @@ async fn batch_writer(customers: Customers, jobs: Arc<Mutex<mpsc::Receiver<Job>>
             }
         }
         let started = std::time::Instant::now();
-        let answers = match resolve_batch(&customers, &batch).await {
+        let answers = match resolve_batch(&mut writer, &batch).await {
             Ok(answers) => {
                 let deferred = answers.iter().filter(|a| a.is_none()).count();
                 tracing::debug!(size = batch.len(), deferred, elapsed = ?started.elapsed(), "intake batch");
@@ -463,18 +466,13 @@ enum Decision {
     },
 }
 
-/// Resolves the simple tickets of a batch in one transaction; `None` for
-/// each ticket left to the single-ticket path.
-async fn resolve_batch(customers: &Customers, jobs: &[Job]) -> Result<Vec<Option<Resolution>>, DbErr> {
-    let txn = customers.store().begin_write().await?;
+/// Resolves the simple tickets of a batch with one read and one atomic
+/// write; `None` for each ticket left to the single-ticket path.
+async fn resolve_batch(writer: &mut BatchWriter, jobs: &[Job]) -> Result<Vec<Option<Resolution>>, DbErr> {
+    let mut batch = writer.start().await?;
     let now = super::now();
 
     let ticket_ids: Vec<String> = jobs.iter().map(|j| j.ticket_id.clone()).collect();
-    let links: HashMap<String, ticket_link::Model> = iq::find_links(&*txn, &ticket_ids)
-        .await?
-        .into_iter()
-        .map(|l| (l.ticket_id.clone(), l))
-        .collect();
     let key_of = |j: &Job| {
         (
             j.draft
@@ -488,38 +486,18 @@ async fn resolve_batch(customers: &Customers, jobs: &[Job]) -> Result<Vec<Option
         )
     };
     let mut keys = Keys::default();
-    for job in jobs.iter().filter(|j| !links.contains_key(&j.ticket_id)) {
+    for job in jobs {
         let (email, mobile) = key_of(job);
         keys.emails.extend(email.map(|k| k.1));
         keys.mobiles.extend(mobile.map(|k| k.1));
     }
-    let owners = iq::live_owner_map(&*txn, &keys).await?;
-    // Restore candidates only matter for identities nobody live holds.
-    let unowned = Keys {
-        emails: keys
-            .emails
-            .into_iter()
-            .filter(|k| !owners.contains_key(&(IdentityKind::Email, k.clone())))
-            .collect(),
-        mobiles: keys
-            .mobiles
-            .into_iter()
-            .filter(|k| !owners.contains_key(&(IdentityKind::Mobile, k.clone())))
-            .collect(),
-    };
-    let deleted = iq::deleted_keys(&*txn, &unowned).await?;
-    let mut wanted: Vec<String> = owners
-        .values()
-        .chain(links.values().map(|l| &l.customer_id))
-        .cloned()
-        .collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    let mut known: HashMap<String, Customer> = q::find_many(&*txn, &wanted)
-        .await?
-        .into_iter()
-        .map(|c| (c.id.clone(), c))
-        .collect();
+    let Snapshot {
+        links,
+        owners,
+        deleted,
+        customers: found,
+    } = batch.read(&ticket_ids, &keys).await?;
+    let mut known: HashMap<String, Customer> = found.into_iter().map(|c| (c.id.clone(), c)).collect();
 
     let mut pending: HashMap<(IdentityKind, String), String> = HashMap::new();
     let mut created: Vec<(Customer, CustomerDraft)> = Vec::new();
@@ -591,7 +569,6 @@ async fn resolve_batch(customers: &Customers, jobs: &[Job]) -> Result<Vec<Option
 
     // New customers are stored without tickets; each link's insert trigger
     // counts its ticket on the customer row.
-    q::insert_many(&*txn, &created).await?;
     let new_links: Vec<ticket_link::Model> = jobs
         .iter()
         .zip(&decisions)
@@ -613,9 +590,13 @@ async fn resolve_batch(customers: &Customers, jobs: &[Job]) -> Result<Vec<Option
             _ => None,
         })
         .collect();
-    iq::insert_links(&*txn, new_links).await?;
-    Journal::write_all(journals, &*txn).await?;
-    txn.commit().await?;
+    let history: Vec<Entry> = journals.into_iter().flat_map(Journal::into_entries).collect();
+    let rows = NewRows {
+        customers: &created,
+        links: &new_links,
+        history: &history,
+    };
+    batch.finish(rows).await?;
 
     // Answers show each customer as the batch left it.
     known.extend(created.into_iter().map(|(c, _)| (c.id.clone(), c)));

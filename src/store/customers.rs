@@ -35,6 +35,15 @@ impl IdentityKind {
             IdentityKind::Mobile => MOBILE,
         }
     }
+
+    /// From the stored spelling; anything but `email` is a mobile.
+    pub fn parse(stored: &str) -> Self {
+        if stored == EMAIL {
+            IdentityKind::Email
+        } else {
+            IdentityKind::Mobile
+        }
+    }
 }
 
 /// Why a write failed.
@@ -53,7 +62,7 @@ impl From<DbErr> for WriteError {
     }
 }
 
-fn to_domain(m: customer::Model) -> Result<Customer, DbErr> {
+pub(crate) fn to_domain(m: customer::Model) -> Result<Customer, DbErr> {
     let corrupt = |what: &str| DbErr::Custom(format!("customer {} has a corrupt {what}", m.id));
     Ok(Customer {
         attributes: serde_json::from_str(&m.attributes).map_err(|_| corrupt("attributes"))?,
@@ -74,7 +83,7 @@ fn to_domain(m: customer::Model) -> Result<Customer, DbErr> {
     })
 }
 
-fn attributes_json(attributes: &Attributes) -> String {
+pub(crate) fn attributes_json(attributes: &Attributes) -> String {
     // A map of strings always serialises.
     serde_json::to_string(attributes).unwrap_or_else(|_| "{}".to_owned())
 }
@@ -156,7 +165,7 @@ pub async fn insert_many(db: &impl ConnectionTrait, new: &[(Customer, CustomerDr
 }
 
 /// A customer as created: no deletion, no tickets yet.
-fn is_fresh(c: &Customer) -> bool {
+pub(crate) fn is_fresh(c: &Customer) -> bool {
     c.delete_time.is_none() && c.ticket_count == 0 && c.first_ticket_time.is_none() && c.last_ticket_time.is_none()
 }
 
@@ -193,25 +202,18 @@ async fn insert_many_pg(db: &impl ConnectionTrait, new: &[(Customer, CustomerDra
         ],
     )
     .await?;
-    let mut rows: [Vec<String>; 5] = Default::default();
-    for (c, d) in new {
-        let email = d.email.as_ref().map(|e| (EMAIL, e.normalised(), e.as_str()));
-        let mobile = d.mobile.as_ref().map(|m| (MOBILE, m.e164(), m.original()));
-        for (kind, key, original) in [email, mobile].into_iter().flatten() {
-            rows[0].push(c.id.clone());
-            rows[1].push(kind.to_owned());
-            rows[2].push(key.to_owned());
-            rows[3].push(original.to_owned());
-            rows[4].push(key.to_owned());
-        }
-    }
-    let [ids, kinds, keys, originals, live] = rows;
+    let identities: Vec<_> = new.iter().flat_map(|(c, d)| identity_keys(&c.id, d)).collect();
     execute(
         db,
         "INSERT INTO customer_identities (customer_id, kind, normalized, original, is_primary, live_key) \
-         SELECT c, k, n, o, true, l FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
-         AS u(c, k, n, o, l)",
-        vec![texts(ids), texts(kinds), texts(keys), texts(originals), texts(live)],
+         SELECT c, k, n, o, true, n FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) \
+         AS u(c, k, n, o)",
+        vec![
+            texts(identities.iter().map(|i| i.0.clone())),
+            texts(identities.iter().map(|i| i.1)),
+            texts(identities.iter().map(|i| i.2.clone())),
+            texts(identities.iter().map(|i| i.3.clone())),
+        ],
     )
     .await?;
     Ok(())
@@ -254,27 +256,29 @@ fn customer_row(c: &Customer) -> customer::ActiveModel {
     }
 }
 
-/// Identity rows of a draft: (kind, normalised, original) for each set one.
-fn identity_rows(id: &str, draft: &CustomerDraft, live: bool) -> Vec<identity::ActiveModel> {
-    let email = draft
-        .email
-        .as_ref()
-        .map(|e| (IdentityKind::Email, e.normalised(), e.as_str()));
-    let mobile = draft
-        .mobile
-        .as_ref()
-        .map(|m| (IdentityKind::Mobile, m.e164(), m.original()));
+/// A draft's identities as (customer id, kind, normalised, original).
+pub(crate) fn identity_keys(id: &str, draft: &CustomerDraft) -> Vec<(String, &'static str, String, String)> {
+    let email = draft.email.as_ref().map(|e| (EMAIL, e.normalised(), e.as_str()));
+    let mobile = draft.mobile.as_ref().map(|m| (MOBILE, m.e164(), m.original()));
     [email, mobile]
         .into_iter()
         .flatten()
-        .map(|(kind, normalised, original)| identity::ActiveModel {
+        .map(|(kind, key, original)| (id.to_owned(), kind, key.to_owned(), original.to_owned()))
+        .collect()
+}
+
+/// Identity rows of a draft; `live` is false for deleted customers.
+fn identity_rows(id: &str, draft: &CustomerDraft, live: bool) -> Vec<identity::ActiveModel> {
+    identity_keys(id, draft)
+        .into_iter()
+        .map(|(customer_id, kind, normalised, original)| identity::ActiveModel {
             id: NotSet,
-            customer_id: Set(id.to_owned()),
-            kind: Set(kind.as_str().to_owned()),
-            normalized: Set(normalised.to_owned()),
-            original: Set(original.to_owned()),
+            customer_id: Set(customer_id),
+            kind: Set(kind.to_owned()),
+            live_key: Set(live.then(|| normalised.clone())),
+            normalized: Set(normalised),
+            original: Set(original),
             is_primary: Set(true),
-            live_key: Set(live.then(|| normalised.to_owned())),
         })
         .collect()
 }

@@ -23,6 +23,12 @@ fn origin_columns(origin: &Origin) -> (Option<String>, Option<String>) {
     }
 }
 
+/// An entry's derived columns: import id, ticket id, stored changes.
+pub(crate) fn columns(e: &Entry) -> (Option<String>, Option<String>, String) {
+    let (import_id, ticket_id) = origin_columns(&e.origin);
+    (import_id, ticket_id, changes_json(&e.changes))
+}
+
 fn to_domain(m: history_entry::Model) -> Result<Entry, DbErr> {
     let action =
         Action::parse(&m.action).ok_or_else(|| DbErr::Custom(format!("unknown history action {:?}", m.action)))?;

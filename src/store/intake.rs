@@ -6,10 +6,27 @@ use sea_orm::{
     sea_query::ExprTrait,
 };
 
+use std::collections::{HashMap, HashSet};
+
 use super::{
     customers::IdentityKind,
     entities::{identity, ticket_link},
+    intake_batch::Snapshot,
 };
+
+/// Identity keys to look up in bulk.
+#[derive(Debug, Default)]
+pub struct Keys {
+    pub emails: Vec<String>,
+    pub mobiles: Vec<String>,
+}
+
+impl Keys {
+    pub(super) fn pairs(&self) -> impl Iterator<Item = (IdentityKind, &String)> {
+        let emails = self.emails.iter().map(|k| (IdentityKind::Email, k));
+        emails.chain(self.mobiles.iter().map(|k| (IdentityKind::Mobile, k)))
+    }
+}
 
 /// Live owners of an email and a mobile, found with one indexed query.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -83,84 +100,90 @@ pub async fn find_link(db: &impl ConnectionTrait, ticket_id: &str) -> Result<Opt
 /// Stores the answer for a ticket; a unique violation means a concurrent
 /// call for the same ticket answered first.
 pub async fn insert_link(db: &impl ConnectionTrait, link: ticket_link::Model) -> Result<(), DbErr> {
-    let ticket_link::Model {
-        ticket_id,
-        customer_id,
-        created,
-        matched_by,
-        conflicting_customer_id,
-        restored,
-        create_time,
-    } = link;
-    let row = ticket_link::ActiveModel {
-        ticket_id: Set(ticket_id),
-        customer_id: Set(customer_id),
-        created: Set(created),
-        matched_by: Set(matched_by),
-        conflicting_customer_id: Set(conflicting_customer_id),
-        restored: Set(restored),
-        create_time: Set(create_time),
-    };
-    ticket_link::Entity::insert(row).exec_without_returning(db).await?;
+    ticket_link::Entity::insert(link_row(link))
+        .exec_without_returning(db)
+        .await?;
     Ok(())
 }
 
-/// Stored answers for any of `ticket_ids`.
-pub async fn find_links(db: &impl ConnectionTrait, ticket_ids: &[String]) -> Result<Vec<ticket_link::Model>, DbErr> {
-    if ticket_ids.is_empty() {
-        return Ok(Vec::new());
+fn link_row(l: ticket_link::Model) -> ticket_link::ActiveModel {
+    ticket_link::ActiveModel {
+        ticket_id: Set(l.ticket_id),
+        customer_id: Set(l.customer_id),
+        created: Set(l.created),
+        matched_by: Set(l.matched_by),
+        conflicting_customer_id: Set(l.conflicting_customer_id),
+        restored: Set(l.restored),
+        create_time: Set(l.create_time),
     }
-    if super::pg::is_pg(db) {
-        let probe = super::pg::rows_by_keys("ticket_links", "ticket_id", ticket_ids.iter().cloned());
-        return ticket_link::Entity::find().from_raw_sql(probe).all(db).await;
-    }
-    ticket_link::Entity::find()
+}
+
+/// [`super::intake_batch::read`] as separate statements (MySQL).
+pub async fn snapshot(db: &impl ConnectionTrait, ticket_ids: &[String], keys: &Keys) -> Result<Snapshot, DbErr> {
+    let links: HashMap<String, ticket_link::Model> = ticket_link::Entity::find()
         .filter(ticket_link::Column::TicketId.is_in(super::padded(ticket_ids.iter().cloned())))
         .all(db)
-        .await
+        .await?
+        .into_iter()
+        .map(|l| (l.ticket_id.clone(), l))
+        .collect();
+    let owners = live_owner_map(db, keys).await?;
+    // Restore candidates only matter for identities nobody live holds.
+    let unowned = |kind: IdentityKind, keys: &[String]| -> Vec<String> {
+        keys.iter()
+            .filter(|k| !owners.contains_key(&(kind, (*k).clone())))
+            .cloned()
+            .collect()
+    };
+    let unowned = Keys {
+        emails: unowned(IdentityKind::Email, &keys.emails),
+        mobiles: unowned(IdentityKind::Mobile, &keys.mobiles),
+    };
+    let deleted = deleted_keys(db, &unowned).await?;
+    let mut wanted: Vec<String> = owners
+        .values()
+        .chain(links.values().map(|l| &l.customer_id))
+        .cloned()
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let customers = super::customers::find_many(db, &wanted).await?;
+    Ok(Snapshot {
+        links,
+        owners,
+        deleted,
+        customers,
+    })
 }
 
-/// Identity keys to look up in bulk.
-#[derive(Debug, Default)]
-pub struct Keys {
-    pub emails: Vec<String>,
-    pub mobiles: Vec<String>,
-}
-
-impl Keys {
-    fn condition(&self, column: identity::Column) -> Option<sea_orm::Condition> {
-        let mut any = sea_orm::Condition::any();
-        let mut used = false;
-        for (kind, keys) in [
-            (IdentityKind::Email, &self.emails),
-            (IdentityKind::Mobile, &self.mobiles),
-        ] {
-            if !keys.is_empty() {
-                used = true;
-                any = any.add(
-                    identity::Column::Kind
-                        .eq(kind.as_str())
-                        .and(column.is_in(super::padded(keys.iter().cloned()))),
-                );
-            }
+fn keys_condition(keys: &Keys, column: identity::Column) -> Option<sea_orm::Condition> {
+    let mut any = sea_orm::Condition::any();
+    let mut used = false;
+    for (kind, keys) in [
+        (IdentityKind::Email, &keys.emails),
+        (IdentityKind::Mobile, &keys.mobiles),
+    ] {
+        if !keys.is_empty() {
+            used = true;
+            any = any.add(
+                identity::Column::Kind
+                    .eq(kind.as_str())
+                    .and(column.is_in(super::padded(keys.iter().cloned()))),
+            );
         }
-        used.then_some(any)
     }
+    used.then_some(any)
 }
 
 /// Live owners of many identities: (kind, normalised) → customer id.
 pub async fn live_owner_map(
     db: &impl ConnectionTrait,
     keys: &Keys,
-) -> Result<std::collections::HashMap<(IdentityKind, String), String>, DbErr> {
-    if keys.emails.is_empty() && keys.mobiles.is_empty() {
-        return Ok(Default::default());
-    }
+) -> Result<HashMap<(IdentityKind, String), String>, DbErr> {
     if super::pg::is_pg(db) {
-        let rows = pg_identity_probes(db, keys, "live_key", "").await?;
-        return Ok(rows.into_iter().map(|(kind, key, id)| ((kind, key), id)).collect());
+        return pg_live_owners(db, keys).await;
     }
-    let Some(condition) = keys.condition(identity::Column::LiveKey) else {
+    let Some(condition) = keys_condition(keys, identity::Column::LiveKey) else {
         return Ok(Default::default());
     };
     let rows: Vec<(String, Option<String>, String)> = identity::Entity::find()
@@ -174,23 +197,13 @@ pub async fn live_owner_map(
         .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(kind, key, id)| Some(((kind_of(&kind), key?), id)))
+        .filter_map(|(kind, key, id)| Some(((IdentityKind::parse(&kind), key?), id)))
         .collect())
 }
 
 /// Which of `keys` belong to deleted customers (restore candidates).
-pub async fn deleted_keys(
-    db: &impl ConnectionTrait,
-    keys: &Keys,
-) -> Result<std::collections::HashSet<(IdentityKind, String)>, DbErr> {
-    if keys.emails.is_empty() && keys.mobiles.is_empty() {
-        return Ok(Default::default());
-    }
-    if super::pg::is_pg(db) {
-        let rows = pg_identity_probes(db, keys, "normalized", " AND live_key IS NULL").await?;
-        return Ok(rows.into_iter().map(|(kind, key, _)| (kind, key)).collect());
-    }
-    let Some(condition) = keys.condition(identity::Column::Normalized) else {
+async fn deleted_keys(db: &impl ConnectionTrait, keys: &Keys) -> Result<HashSet<(IdentityKind, String)>, DbErr> {
+    let Some(condition) = keys_condition(keys, identity::Column::Normalized) else {
         return Ok(Default::default());
     };
     let rows: Vec<(String, String)> = identity::Entity::find()
@@ -202,25 +215,35 @@ pub async fn deleted_keys(
         .into_tuple()
         .all(db)
         .await?;
-    Ok(rows.into_iter().map(|(kind, key)| (kind_of(&kind), key)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(kind, key)| (IdentityKind::parse(&kind), key))
+        .collect())
 }
 
-/// PostgreSQL: (kind, key, customer id) of an identity whose `column` is
-/// one of `keys` and that meets `filter`, by one index probe per key. LATERAL
-/// with OFFSET 0 keeps each probe from being flattened into a hash join,
-/// whatever the statistics say (a freshly filled table has none).
-async fn pg_identity_probes(
+/// Stores many answers, a multi-row statement per 256.
+pub async fn insert_links(db: &impl ConnectionTrait, links: &[ticket_link::Model]) -> Result<(), DbErr> {
+    for chunk in super::pow2_chunks(links, 256) {
+        ticket_link::Entity::insert_many(chunk.iter().cloned().map(link_row))
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL: [`live_owner_map`] by one index probe per key. LATERAL with
+/// OFFSET 0 keeps each probe from being flattened into a hash join, whatever
+/// the statistics say (a freshly filled table has none).
+async fn pg_live_owners(
     db: &impl ConnectionTrait,
     keys: &Keys,
-    column: &str,
-    filter: &str,
-) -> Result<Vec<(IdentityKind, String, String)>, DbErr> {
+) -> Result<HashMap<(IdentityKind, String), String>, DbErr> {
     let probe = |kind: IdentityKind, param: u8| {
         let kind = kind.as_str();
         format!(
             "SELECT '{kind}' AS kind, k.key, i.customer_id FROM UNNEST(${param}::text[]) AS k(key) \
              CROSS JOIN LATERAL (SELECT customer_id FROM customer_identities \
-             WHERE kind = '{kind}' AND {column} = k.key{filter} LIMIT 1 OFFSET 0) AS i"
+             WHERE kind = '{kind}' AND live_key = k.key LIMIT 1 OFFSET 0) AS i"
         )
     };
     let sql = format!(
@@ -237,37 +260,12 @@ async fn pg_identity_probes(
         .into_iter()
         .map(|row| {
             Ok((
-                kind_of(&row.try_get::<String>("", "kind")?),
-                row.try_get("", "key")?,
+                (
+                    IdentityKind::parse(&row.try_get::<String>("", "kind")?),
+                    row.try_get("", "key")?,
+                ),
                 row.try_get("", "customer_id")?,
             ))
         })
         .collect()
-}
-
-fn kind_of(stored: &str) -> IdentityKind {
-    if stored == IdentityKind::Email.as_str() {
-        IdentityKind::Email
-    } else {
-        IdentityKind::Mobile
-    }
-}
-
-/// Stores many answers in one statement.
-pub async fn insert_links(db: &impl ConnectionTrait, links: Vec<ticket_link::Model>) -> Result<(), DbErr> {
-    for chunk in super::pow2_chunks(&links, 256) {
-        let rows = chunk.iter().cloned().map(|l| ticket_link::ActiveModel {
-            ticket_id: Set(l.ticket_id),
-            customer_id: Set(l.customer_id),
-            created: Set(l.created),
-            matched_by: Set(l.matched_by),
-            conflicting_customer_id: Set(l.conflicting_customer_id),
-            restored: Set(l.restored),
-            create_time: Set(l.create_time),
-        });
-        ticket_link::Entity::insert_many(rows)
-            .exec_without_returning(db)
-            .await?;
-    }
-    Ok(())
 }

@@ -7,6 +7,7 @@ pub mod entities;
 pub mod history;
 pub mod hub;
 pub mod intake;
+pub mod intake_batch;
 pub mod migration;
 mod nodelay;
 pub mod organizations;

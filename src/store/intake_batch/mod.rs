@@ -1,0 +1,391 @@
+//! Intake batches: one statement reads all a batch needs, one writes all it
+//! decided, on a connection the batch writer keeps (SQLite, PostgreSQL).
+//! MySQL takes the portable path: a few SeaORM statements each way.
+//!
+//! Why: on SQLite every statement is a hand-off to sqlx's connection thread
+//! and back, and every result row one more; on PostgreSQL every statement
+//! is a round trip. So the read returns one row of JSON arrays built by the
+//! database, and the write takes its rows as JSON (SQLite) or one array per
+//! column (PostgreSQL) whatever the batch size. The connection is the
+//! writer's own because a pool pings every connection it gets back (one more
+//! hand-off or round trip per transaction) and the next batch's `BEGIN`
+//! waited for that ping. These statements are raw SQL either way; they run
+//! through sqlx, the driver under SeaORM.
+
+mod postgres;
+mod sqlite;
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sea_orm::{
+    DbBackend, DbErr, RuntimeErr,
+    sqlx::{self, PgConnection, SqliteConnection},
+};
+use serde::Deserialize;
+use tokio::sync::OwnedMutexGuard;
+
+use super::{
+    Store, WriteTxn,
+    checkpoint::Committed,
+    customers::{self as q, IdentityKind},
+    entities::{customer, ticket_link},
+    history,
+    intake::{self as portable, Keys},
+};
+use crate::domain::{
+    customer::{Customer, CustomerDraft},
+    history::Entry,
+};
+
+/// What the database holds for a batch's tickets and identities.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Stored answers, by ticket id.
+    pub links: HashMap<String, ticket_link::Model>,
+    /// Live owners: (kind, normalised) → customer id.
+    pub owners: HashMap<(IdentityKind, String), String>,
+    /// Identities nobody live holds that a deleted customer had.
+    pub deleted: HashSet<(IdentityKind, String)>,
+    /// The owners and the linked customers.
+    pub customers: Vec<Customer>,
+}
+
+/// What a batch stores: new customers (fresh: no tickets, not deleted) with
+/// their identities, ticket links (whose trigger counts the tickets) and
+/// history.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRows<'a> {
+    pub customers: &'a [(Customer, CustomerDraft)],
+    pub links: &'a [ticket_link::Model],
+    pub history: &'a [Entry],
+}
+
+/// One batch writer's connection, opened on first use (taken out of the
+/// store's pool) and replaced after a failure.
+#[derive(Debug)]
+pub struct BatchWriter {
+    store: Store,
+    sqlite: Option<SqliteConnection>,
+    pg: Option<PgConnection>,
+}
+
+impl BatchWriter {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            sqlite: None,
+            pg: None,
+        }
+    }
+
+    /// Starts a batch. On SQLite it holds the store's writer slot until it
+    /// ends, so nothing writes between its read and its write.
+    pub async fn start(&mut self) -> Result<Batch<'_>, DbErr> {
+        let Self { store, sqlite, pg } = self;
+        let conn = match store.backend() {
+            DbBackend::Sqlite => {
+                let slot = store.writer_slot().await;
+                if sqlite.is_none() {
+                    *sqlite = Some(own(store.write_conn().get_sqlite_connection_pool()).await?);
+                }
+                Conn::Sqlite {
+                    conn: sqlite,
+                    _slot: slot,
+                    committed: store.committed.clone(),
+                }
+            }
+            DbBackend::Postgres => {
+                if pg.is_none() {
+                    *pg = Some(own(store.conn().get_postgres_connection_pool()).await?);
+                }
+                Conn::Postgres(pg)
+            }
+            _ => Conn::Orm(store.begin_write().await?),
+        };
+        Ok(Batch { conn })
+    }
+}
+
+/// A connection of the pool's, detached: it no longer counts against the
+/// pool, which opens another when it needs one.
+async fn own<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Result<DB::Connection, DbErr> {
+    Ok(pool
+        .acquire()
+        .await
+        .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?
+        .detach())
+}
+
+fn exec_err(e: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(e.into()))
+}
+
+/// One batch: [`Batch::read`], then [`Batch::finish`], which stores all of
+/// its rows or none. Two statements on SQLite and PostgreSQL: the read runs
+/// outside a transaction (on PostgreSQL, READ COMMITTED, a transaction would
+/// see no more), the write is atomic on its own, and whatever changed in
+/// between fails it on a unique index (then the batch's tickets take the
+/// single-ticket path).
+pub struct Batch<'w> {
+    conn: Conn<'w>,
+}
+
+enum Conn<'w> {
+    Sqlite {
+        conn: &'w mut Option<SqliteConnection>,
+        _slot: Option<OwnedMutexGuard<()>>,
+        committed: Option<Committed>,
+    },
+    Postgres(&'w mut Option<PgConnection>),
+    Orm(WriteTxn),
+}
+
+impl Batch<'_> {
+    /// What the database holds for `ticket_ids` and `keys`.
+    pub async fn read(&mut self, ticket_ids: &[String], keys: &Keys) -> Result<Snapshot, DbErr> {
+        match &mut self.conn {
+            Conn::Sqlite { conn, .. } => {
+                let result = sqlite::read(opened(conn)?, ticket_ids, keys).await;
+                discard_on_err(conn, result)
+            }
+            Conn::Postgres(conn) => {
+                let result = postgres::read(opened(conn)?, ticket_ids, keys).await;
+                discard_on_err(conn, result)
+            }
+            Conn::Orm(txn) => portable::snapshot(&**txn, ticket_ids, keys).await,
+        }
+    }
+
+    /// Stores `rows` atomically; a unique violation stores none of them.
+    pub async fn finish(self, rows: NewRows<'_>) -> Result<(), DbErr> {
+        debug_assert!(rows.customers.iter().all(|(c, _)| q::is_fresh(c)));
+        let empty = rows.customers.is_empty() && rows.links.is_empty() && rows.history.is_empty();
+        match self.conn {
+            Conn::Orm(txn) => {
+                if !empty {
+                    portable_write(&txn, rows).await?;
+                }
+                txn.commit().await
+            }
+            _ if empty => Ok(()),
+            Conn::Sqlite { conn, _slot, committed } => {
+                let result = sqlite::write(opened(conn)?, rows).await;
+                if result.is_ok()
+                    && let Some(committed) = committed
+                {
+                    committed.notify();
+                }
+                discard_on_err(conn, result)
+            }
+            Conn::Postgres(conn) => {
+                let result = postgres::write(opened(conn)?, rows).await;
+                discard_on_err(conn, result)
+            }
+        }
+    }
+}
+
+fn opened<C>(conn: &mut Option<C>) -> Result<&mut C, DbErr> {
+    conn.as_mut()
+        .ok_or_else(|| DbErr::Custom("the intake batch connection was discarded".into()))
+}
+
+/// A connection that failed is dropped (closing it ends whatever it had
+/// open); the next batch takes a fresh one.
+fn discard_on_err<C, T>(conn: &mut Option<C>, result: Result<T, DbErr>) -> Result<T, DbErr> {
+    if result.is_err() {
+        *conn = None;
+    }
+    result
+}
+
+async fn portable_write(txn: &WriteTxn, rows: NewRows<'_>) -> Result<(), DbErr> {
+    q::insert_many(&**txn, rows.customers).await?;
+    portable::insert_links(&**txn, rows.links).await?;
+    history::insert_many(&**txn, rows.history).await
+}
+
+/// The read's four JSON arrays (NULL when empty on PostgreSQL).
+struct Arrays {
+    links: Option<String>,
+    owners: Option<String>,
+    deleted: Option<String>,
+    customers: Option<String>,
+}
+
+impl Arrays {
+    fn decode(self) -> Result<Snapshot, DbErr> {
+        let links: Vec<LinkRow> = parse(self.links)?;
+        let owners: Vec<(String, String, String)> = parse(self.owners)?;
+        let deleted: Vec<(String, String)> = parse(self.deleted)?;
+        let customers: Vec<CustomerRow> = parse(self.customers)?;
+        Ok(Snapshot {
+            links: links
+                .into_iter()
+                .map(|l| Ok((l.0.clone(), l.into_model()?)))
+                .collect::<Result<_, DbErr>>()?,
+            owners: owners
+                .into_iter()
+                .map(|(kind, key, id)| ((IdentityKind::parse(&kind), key), id))
+                .collect(),
+            deleted: deleted
+                .into_iter()
+                .map(|(kind, key)| (IdentityKind::parse(&kind), key))
+                .collect(),
+            customers: customers
+                .into_iter()
+                .map(|c| q::to_domain(c.into_model()?))
+                .collect::<Result<_, DbErr>>()?,
+        })
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(json: Option<String>) -> Result<Vec<T>, DbErr> {
+    match json {
+        None => Ok(Vec::new()),
+        Some(json) => serde_json::from_str(&json).map_err(|e| DbErr::Custom(format!("intake snapshot: {e}"))),
+    }
+}
+
+/// Timestamps as sqlx stores them in SQLite and PostgreSQL's JSON shows them.
+fn time(s: &str) -> Result<DateTime<Utc>, DbErr> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| DbErr::Custom(format!("intake snapshot: bad time {s:?}: {e}")))
+}
+
+fn time_opt(s: Option<String>) -> Result<Option<DateTime<Utc>>, DbErr> {
+    s.as_deref().map(time).transpose()
+}
+
+/// A timestamp as sqlx writes one to SQLite, so that both paths store the
+/// same text.
+fn stored_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+/// `[ticket_id, customer_id, created, matched_by, conflicting, restored,
+/// create_time]`; flags as 0/1 on both backends.
+#[derive(Deserialize)]
+struct LinkRow(String, String, i64, String, Option<String>, i64, String);
+
+impl LinkRow {
+    fn into_model(self) -> Result<ticket_link::Model, DbErr> {
+        Ok(ticket_link::Model {
+            create_time: time(&self.6)?,
+            ticket_id: self.0,
+            customer_id: self.1,
+            created: self.2 != 0,
+            matched_by: self.3,
+            conflicting_customer_id: self.4,
+            restored: self.5 != 0,
+        })
+    }
+}
+
+/// The columns of `customers`, in table order; flags as 0/1.
+#[derive(Deserialize)]
+struct CustomerRow(
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<String>,
+);
+
+impl CustomerRow {
+    fn into_model(self) -> Result<customer::Model, DbErr> {
+        let CustomerRow(id, name, email, mobile, attributes, state, hub, source, revision, ct, ut, dt, count, ft, lt) =
+            self;
+        Ok(customer::Model {
+            id,
+            name,
+            email,
+            mobile,
+            attributes,
+            state,
+            hub_access_enabled: hub != 0,
+            source,
+            revision,
+            create_time: time(&ct)?,
+            update_time: time(&ut)?,
+            delete_time: time_opt(dt)?,
+            ticket_count: count,
+            first_ticket_time: time_opt(ft)?,
+            last_ticket_time: time_opt(lt)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_both_backends_arrays() {
+        let customer = |created: &str| {
+            format!(
+                r#"[["c1","Ada","ada@example.com",null,"{{\"role\":\"cto\"}}","ACTIVE",1,"TICKET",3,"{created}","{created}",null,2,"{created}","{created}"]]"#
+            )
+        };
+        // SQLite stores sqlx's text; PostgreSQL's JSON writes the session's offset.
+        for created in ["2026-11-26T07:18:02.955255+00:00", "2026-11-26T08:18:02.955255+01:00"] {
+            let snapshot = Arrays {
+                links: Some(format!(r#"[["T-1","c1",0,"EMAIL",null,1,"{created}"]]"#)),
+                owners: Some(r#"[["email","ada@example.com","c1"],["mobile","+447911123456","c1"]]"#.into()),
+                deleted: Some(r#"[["mobile","+447911000000"]]"#.into()),
+                customers: Some(customer(created)),
+            }
+            .decode()
+            .unwrap();
+            let at: DateTime<Utc> = "2026-11-26T07:18:02.955255Z".parse().unwrap();
+            let link = &snapshot.links["T-1"];
+            assert!(!link.created && link.restored);
+            assert_eq!(link.create_time, at);
+            assert_eq!(snapshot.owners[&(IdentityKind::Mobile, "+447911123456".into())], "c1");
+            assert!(
+                snapshot
+                    .deleted
+                    .contains(&(IdentityKind::Mobile, "+447911000000".into()))
+            );
+            let c = &snapshot.customers[0];
+            assert!(c.hub_access_enabled);
+            assert_eq!((c.ticket_count, c.revision, c.create_time), (2, 3, at));
+            assert_eq!(c.attributes.get("role").map(String::as_str), Some("cto"));
+        }
+    }
+
+    #[test]
+    fn empty_arrays_are_empty_snapshots() {
+        let none = Arrays {
+            links: None,
+            owners: Some("[]".into()),
+            deleted: None,
+            customers: Some("[]".into()),
+        };
+        let snapshot = none.decode().unwrap();
+        assert!(snapshot.links.is_empty() && snapshot.owners.is_empty() && snapshot.customers.is_empty());
+    }
+
+    #[test]
+    fn a_bad_time_is_an_error_not_a_default() {
+        let bad = Arrays {
+            links: Some(r#"[["T-1","c1",0,"EMAIL",null,0,"yesterday"]]"#.into()),
+            owners: None,
+            deleted: None,
+            customers: None,
+        };
+        assert!(bad.decode().is_err());
+    }
+}
