@@ -215,6 +215,22 @@ struct Arrays {
 }
 
 impl Arrays {
+    /// The read's row: columns `links`, `owners`, `deleted`, `customers`.
+    fn from_row<R>(row: &R) -> Result<Self, DbErr>
+    where
+        R: sqlx::Row,
+        for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'n> &'n str: sqlx::ColumnIndex<R>,
+    {
+        let column = |name: &str| row.try_get::<Option<String>, _>(name).map_err(exec_err);
+        Ok(Self {
+            links: column("links")?,
+            owners: column("owners")?,
+            deleted: column("deleted")?,
+            customers: column("customers")?,
+        })
+    }
+
     fn decode(self) -> Result<Snapshot, DbErr> {
         let links: Vec<LinkRow> = parse(self.links)?;
         let owners: Vec<(String, String, String)> = parse(self.owners)?;

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     DbErr,
-    sqlx::{self, PgConnection, Row},
+    sqlx::{self, PgConnection},
 };
 
 use super::{Arrays, NewRows, Snapshot, exec_err};
@@ -41,14 +41,7 @@ pub(super) async fn read(conn: &mut PgConnection, ticket_ids: &[String], keys: &
         .fetch_one(conn)
         .await
         .map_err(exec_err)?;
-    let column = |name: &str| row.try_get::<Option<String>, _>(name).map_err(exec_err);
-    Arrays {
-        links: column("links")?,
-        owners: column("owners")?,
-        deleted: column("deleted")?,
-        customers: column("customers")?,
-    }
-    .decode()
+    Arrays::from_row(&row)?.decode()
 }
 
 /// The four inserts as one statement (data-modifying WITH). The

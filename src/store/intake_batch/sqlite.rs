@@ -3,7 +3,7 @@
 
 use sea_orm::{
     DbErr,
-    sqlx::{self, Row, SqliteConnection},
+    sqlx::{self, SqliteConnection},
 };
 use serde::Serialize;
 use serde_json::json;
@@ -41,14 +41,7 @@ pub(super) async fn read(conn: &mut SqliteConnection, ticket_ids: &[String], key
         .fetch_one(conn)
         .await
         .map_err(exec_err)?;
-    let column = |name: &str| row.try_get::<Option<String>, _>(name).map_err(exec_err);
-    Arrays {
-        links: column("links")?,
-        owners: column("owners")?,
-        deleted: column("deleted")?,
-        customers: column("customers")?,
-    }
-    .decode()
+    Arrays::from_row(&row)?.decode()
 }
 
 /// One transaction in one call: four inserts between `BEGIN IMMEDIATE` and
