@@ -427,7 +427,7 @@ async fn batch_writer(customers: Customers, jobs: Arc<Mutex<mpsc::Receiver<Job>>
             let mut jobs = jobs.lock().await;
             match jobs.recv().await {
                 Some(job) => batch.push(job),
-                None => return,
+                None => return writer.close().await,
             }
             while batch.len() < MAX_BATCH {
                 match jobs.try_recv() {

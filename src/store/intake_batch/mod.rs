@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::{
     DbBackend, DbErr, RuntimeErr,
-    sqlx::{self, PgConnection, SqliteConnection},
+    sqlx::{self, Connection, PgConnection, SqliteConnection},
 };
 use serde::Deserialize;
 use tokio::sync::OwnedMutexGuard;
@@ -76,6 +76,19 @@ impl BatchWriter {
             store,
             sqlite: None,
             pg: None,
+        }
+    }
+
+    /// Closes the writer's connection, if open (dropping one would leave
+    /// PostgreSQL to notice a vanished client).
+    pub async fn close(self) {
+        let closed = match (self.sqlite, self.pg) {
+            (Some(conn), _) => conn.close().await,
+            (_, Some(conn)) => conn.close().await,
+            (None, None) => Ok(()),
+        };
+        if let Err(e) = closed {
+            tracing::debug!(error = %e, "closing the intake batch connection");
         }
     }
 
