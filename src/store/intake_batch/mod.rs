@@ -360,6 +360,102 @@ impl CustomerRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        domain::{
+            customer::{CustomerInput, Source},
+            mobile::Region,
+        },
+        store::PoolSettings,
+    };
+
+    fn draft(name: &str, email: &str) -> CustomerDraft {
+        let input = CustomerInput {
+            name: name.into(),
+            email: email.into(),
+            ..Default::default()
+        };
+        input.into_draft("", Region::default(), true).unwrap()
+    }
+
+    fn link(ticket_id: &str, customer_id: &str, now: DateTime<Utc>) -> ticket_link::Model {
+        ticket_link::Model {
+            ticket_id: ticket_id.into(),
+            customer_id: customer_id.into(),
+            created: true,
+            matched_by: "NONE".into(),
+            conflicting_customer_id: None,
+            restored: false,
+            create_time: now,
+        }
+    }
+
+    /// A second process on the same SQLite file creates the person between
+    /// a batch's read and its write: the write fails whole, and the writer's
+    /// next batch runs on a fresh connection.
+    #[tokio::test]
+    async fn a_write_that_lost_a_race_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("race.db").display());
+        let store = Store::connect(&url, &PoolSettings::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        let other = Store::connect(&url, &PoolSettings::default()).await.unwrap();
+        let keys = Keys {
+            emails: vec!["ada@example.com".into()],
+            mobiles: Vec::new(),
+        };
+        let now = crate::domain::now();
+        let mut writer = BatchWriter::new(store.clone());
+
+        let mut batch = writer.start().await.unwrap();
+        let before = batch.read(&["T-1".into()], &keys).await.unwrap();
+        assert!(before.owners.is_empty(), "nobody holds the email yet");
+        let winner = other.begin_write().await.unwrap();
+        q::insert(
+            &*winner,
+            "winner",
+            &draft("Ada", "ada@example.com"),
+            Source::Manual,
+            now,
+        )
+        .await
+        .unwrap();
+        winner.commit().await.unwrap();
+
+        let ada = draft("Ada L.", "ada@example.com");
+        let mine = Customer::new_active("mine".into(), &ada, Source::Ticket, now);
+        let new = [(mine, ada)];
+        let links = [link("T-1", "mine", now)];
+        let rows = NewRows {
+            customers: &new,
+            links: &links,
+            history: &[],
+        };
+        assert!(
+            batch.finish(rows).await.is_err(),
+            "the unique email index fails the write"
+        );
+
+        let mut batch = writer.start().await.unwrap();
+        let after = batch.read(&["T-1".into()], &keys).await.unwrap();
+        assert!(after.links.is_empty(), "no link stored");
+        assert_eq!(after.owners.values().collect::<Vec<_>>(), ["winner"]);
+        assert!(
+            q::find(store.conn(), "mine").await.unwrap().is_none(),
+            "the batch's customer was not stored"
+        );
+        let winner = q::find(store.conn(), "winner").await.unwrap().unwrap();
+        assert_eq!(winner.ticket_count, 0, "no ticket counted");
+        batch
+            .finish(NewRows {
+                customers: &[],
+                links: &[link("T-1", "winner", now)],
+                history: &[],
+            })
+            .await
+            .unwrap();
+        let counted = q::find(store.conn(), "winner").await.unwrap().unwrap();
+        assert_eq!(counted.ticket_count, 1);
+    }
 
     #[test]
     fn decodes_both_backends_arrays() {
