@@ -1,12 +1,12 @@
 //! Queries of ticket intake: identity owners and ticket links (whose
 //! insert trigger keeps the customer's ticket counters).
 
+use std::collections::{HashMap, HashSet};
+
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::ExprTrait,
 };
-
-use std::collections::{HashMap, HashSet};
 
 use super::{
     customers::IdentityKind,
@@ -118,7 +118,7 @@ fn link_row(l: ticket_link::Model) -> ticket_link::ActiveModel {
     }
 }
 
-/// [`super::intake_batch::read`] as separate statements (MySQL).
+/// [`super::intake_batch::Batch::read`] as separate statements (MySQL).
 pub async fn snapshot(db: &impl ConnectionTrait, ticket_ids: &[String], keys: &Keys) -> Result<Snapshot, DbErr> {
     let links: HashMap<String, ticket_link::Model> = ticket_link::Entity::find()
         .filter(ticket_link::Column::TicketId.is_in(super::padded(ticket_ids.iter().cloned())))
