@@ -77,7 +77,7 @@ pub async fn insert_many(db: &impl ConnectionTrait, entries: &[Entry]) -> Result
             } else {
                 ",(?,?,?,?,?,?,?,?,?)"
             });
-            let (import_id, ticket_id) = origin_columns(&e.origin);
+            let (import_id, ticket_id, changes) = columns(e);
             values.extend([
                 e.resource.clone().into(),
                 e.id.clone().into(),
@@ -87,7 +87,7 @@ pub async fn insert_many(db: &impl ConnectionTrait, entries: &[Entry]) -> Result
                 import_id.into(),
                 ticket_id.into(),
                 e.organization_id.clone().into(),
-                changes_json(&e.changes).into(),
+                changes.into(),
             ]);
         }
         db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
@@ -99,7 +99,7 @@ pub async fn insert_many(db: &impl ConnectionTrait, entries: &[Entry]) -> Result
 async fn insert_many_pg(db: &impl ConnectionTrait, entries: &[Entry]) -> Result<(), DbErr> {
     use super::pg::{execute, texts};
     let column = |f: &dyn Fn(&Entry) -> String| texts(entries.iter().map(f));
-    let origin = |e: &Entry| origin_columns(&e.origin);
+    let derived: Vec<_> = entries.iter().map(columns).collect();
     execute(
         db,
         "INSERT INTO history_entries (resource, id, action, principal, create_time, import_id, ticket_id, \
@@ -113,10 +113,10 @@ async fn insert_many_pg(db: &impl ConnectionTrait, entries: &[Entry]) -> Result<
             column(&|e| e.action.as_str().to_owned()),
             column(&|e| e.principal.clone()),
             entries.iter().map(|e| e.time).collect::<Vec<DateTime<Utc>>>().into(),
-            column(&|e| origin(e).0.unwrap_or_default()),
-            column(&|e| origin(e).1.unwrap_or_default()),
+            texts(derived.iter().map(|d| d.0.clone().unwrap_or_default())),
+            texts(derived.iter().map(|d| d.1.clone().unwrap_or_default())),
             column(&|e| e.organization_id.clone().unwrap_or_default()),
-            column(&|e| changes_json(&e.changes)),
+            texts(derived.iter().map(|d| d.2.clone())),
         ],
     )
     .await
