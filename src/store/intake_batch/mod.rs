@@ -500,7 +500,8 @@ mod tests {
             customers: Some("[]".into()),
         };
         let snapshot = none.decode().unwrap();
-        assert!(snapshot.links.is_empty() && snapshot.owners.is_empty() && snapshot.customers.is_empty());
+        assert!(snapshot.links.is_empty() && snapshot.owners.is_empty());
+        assert!(snapshot.deleted.is_empty() && snapshot.customers.is_empty());
     }
 
     #[test]
