@@ -13,7 +13,7 @@ mod nodelay;
 pub mod organizations;
 pub mod pg;
 
-use std::{sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
@@ -59,6 +59,9 @@ pub struct Store {
     sqlite_writer: Option<Arc<Mutex<()>>>,
     /// SQLite only: wakes the background WAL checkpointer.
     committed: Option<checkpoint::Committed>,
+    /// SQLite on a file (not in memory): its path, for connections of
+    /// other drivers (the intake batch writer's).
+    sqlite_file: Option<Arc<Path>>,
 }
 
 /// A write transaction. On SQLite it holds the writer slot until dropped.
@@ -98,10 +101,16 @@ impl Store {
                 sqlite_write_conn: None,
                 sqlite_writer: None,
                 committed: None,
+                sqlite_file: None,
             });
         }
         let writer = Database::connect(Self::options(url, pool, 1)).await?;
+        let options = writer.get_sqlite_connection_pool().connect_options();
+        let path = options.get_filename();
+        // An in-memory database has no file (its name is sqlx's URI).
+        let sqlite_file = path.is_file().then(|| Arc::from(path));
         Ok(Self {
+            sqlite_file,
             sqlite_write_conn: Some(writer),
             sqlite_writer: Some(Arc::new(Mutex::new(()))),
             committed: Some(checkpoint::spawn(db.clone())),
@@ -213,6 +222,11 @@ impl Store {
             _writer: writer,
             committed: self.committed.clone(),
         })
+    }
+
+    /// The SQLite database's file, unless it lives in memory.
+    pub(crate) fn sqlite_file(&self) -> Option<Arc<Path>> {
+        self.sqlite_file.clone()
     }
 
     fn write_conn(&self) -> &DatabaseConnection {

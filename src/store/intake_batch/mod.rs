@@ -1,16 +1,17 @@
-//! Intake batches: one statement reads all a batch needs, one writes all it
-//! decided, on a connection the batch writer keeps (SQLite, PostgreSQL).
-//! MySQL takes the portable path: a few SeaORM statements each way.
+//! Intake batches: a read of all a batch needs, then one atomic write of all
+//! it decided, on a connection the batch writer keeps. MySQL (and an
+//! in-memory SQLite database) takes the portable path: SeaORM statements in
+//! one transaction.
 //!
-//! Why: on SQLite every statement is a hand-off to sqlx's connection thread
-//! and back, and every result row one more; on PostgreSQL every statement
-//! is a round trip. So the read returns one row of JSON arrays built by the
-//! database, and the write takes its rows as JSON (SQLite) or one array per
-//! column (PostgreSQL) whatever the batch size. The connection is the
-//! writer's own because a pool pings every connection it gets back (one more
-//! hand-off or round trip per transaction) and the next batch's `BEGIN`
-//! waited for that ping. These statements are raw SQL either way; they run
-//! through sqlx, the driver under SeaORM.
+//! SQLite: through sqlx every statement was a hand-off to sqlx's connection
+//! thread and back; the writer now drives a connection of its own
+//! (rusqlite) on its own thread, with cached prepared statements, one per
+//! row. PostgreSQL: every statement is a round trip, so the read is one
+//! statement returning JSON arrays built by the database and the write one
+//! statement taking one array per column, whatever the batch size. The
+//! connection is the writer's own because a pool pings every connection it
+//! gets back (one more round trip per transaction) and the next batch waited
+//! for that ping.
 
 mod postgres;
 mod sqlite;
@@ -20,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::{
     DbBackend, DbErr, RuntimeErr,
-    sqlx::{self, Connection, PgConnection, SqliteConnection},
+    sqlx::{self, Connection, PgConnection},
 };
 use serde::Deserialize;
 use tokio::sync::OwnedMutexGuard;
@@ -66,7 +67,7 @@ pub struct NewRows<'a> {
 #[derive(Debug)]
 pub struct BatchWriter {
     store: Store,
-    sqlite: Option<SqliteConnection>,
+    sqlite: Option<rusqlite::Connection>,
     pg: Option<PgConnection>,
 }
 
@@ -79,15 +80,12 @@ impl BatchWriter {
         }
     }
 
-    /// Closes the writer's connection, if open (dropping one would leave
-    /// PostgreSQL to notice a vanished client).
+    /// Closes the writer's connection, if open (dropping a PostgreSQL one
+    /// would leave the server to notice a vanished client).
     pub async fn close(self) {
-        let closed = match (self.sqlite, self.pg) {
-            (Some(conn), _) => conn.close().await,
-            (_, Some(conn)) => conn.close().await,
-            (None, None) => Ok(()),
-        };
-        if let Err(e) = closed {
+        if let Some(conn) = self.pg
+            && let Err(e) = conn.close().await
+        {
             tracing::debug!(error = %e, "closing the intake batch connection");
         }
     }
@@ -96,11 +94,11 @@ impl BatchWriter {
     /// ends, so nothing writes between its read and its write.
     pub async fn start(&mut self) -> Result<Batch<'_>, DbErr> {
         let Self { store, sqlite, pg } = self;
-        let conn = match store.backend() {
-            DbBackend::Sqlite => {
+        let conn = match (store.backend(), store.sqlite_file()) {
+            (DbBackend::Sqlite, Some(file)) => {
                 let slot = store.writer_slot().await;
                 if sqlite.is_none() {
-                    *sqlite = Some(own(store.write_conn().get_sqlite_connection_pool()).await?);
+                    *sqlite = Some(sqlite::open(&file)?);
                 }
                 Conn::Sqlite {
                     conn: sqlite,
@@ -108,12 +106,13 @@ impl BatchWriter {
                     committed: store.committed.clone(),
                 }
             }
-            DbBackend::Postgres => {
+            (DbBackend::Postgres, _) => {
                 if pg.is_none() {
                     *pg = Some(own(store.conn().get_postgres_connection_pool()).await?);
                 }
                 Conn::Postgres(pg)
             }
+            // MySQL, and SQLite in memory (no file for a second driver).
             _ => Conn::Orm(store.begin_write().await?),
         };
         Ok(Batch { conn })
@@ -146,7 +145,7 @@ pub struct Batch<'w> {
 
 enum Conn<'w> {
     Sqlite {
-        conn: &'w mut Option<SqliteConnection>,
+        conn: &'w mut Option<rusqlite::Connection>,
         _slot: Option<OwnedMutexGuard<()>>,
         committed: Option<Committed>,
     },
@@ -159,7 +158,7 @@ impl Batch<'_> {
     pub async fn read(&mut self, ticket_ids: &[String], keys: &Keys) -> Result<Snapshot, DbErr> {
         match &mut self.conn {
             Conn::Sqlite { conn, .. } => {
-                let result = sqlite::read(opened(conn)?, ticket_ids, keys).await;
+                let result = sqlite::read(opened(conn)?, ticket_ids, keys);
                 discard_on_err(conn, result)
             }
             Conn::Postgres(conn) => {
@@ -183,7 +182,7 @@ impl Batch<'_> {
             }
             _ if empty => Ok(()),
             Conn::Sqlite { conn, _slot, committed } => {
-                let result = sqlite::write(opened(conn)?, rows).await;
+                let result = sqlite::write(opened(conn)?, rows);
                 if result.is_ok()
                     && let Some(committed) = committed
                 {

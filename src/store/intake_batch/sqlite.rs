@@ -1,148 +1,193 @@
-//! The batch statements on SQLite: JSON in (`json_each`), JSON out
-//! (`json_group_array`), so one row crosses to sqlx's thread each way.
+//! The batch on SQLite, run by the batch writer on a connection of its own
+//! (rusqlite over the SQLite library sqlx links) and on its own thread: each
+//! statement is a plain function call, with no hand-off to sqlx's connection
+//! thread and back, and rows are read and bound directly, not as JSON.
 
-use sea_orm::{
-    DbErr,
-    sqlx::{self, SqliteConnection},
-};
-use serde::Serialize;
-use serde_json::json;
+use std::{path::Path, time::Duration};
 
-use super::{Arrays, NewRows, Snapshot, exec_err, stored_time};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use sea_orm::{DbErr, RuntimeErr};
+
+use super::{CustomerRow, LinkRow, NewRows, Snapshot, stored_time};
 use crate::store::{customers as q, history, intake::Keys};
 
-/// `?1` ticket ids, `?2` `[kind, key]` pairs, both JSON arrays.
-/// `+i.live_key` keeps the planner on the (kind, normalized) index for
-/// deleted identities instead of scanning every deleted one of a kind.
-const READ: &str = "\
-WITH t(id) AS (SELECT value FROM json_each(?1)), \
-k(kind, key) AS (SELECT value ->> 0, value ->> 1 FROM json_each(?2)), \
-l AS MATERIALIZED (SELECT ticket_links.* FROM t CROSS JOIN ticket_links ON ticket_links.ticket_id = t.id), \
-o AS MATERIALIZED (SELECT i.kind, i.live_key AS key, i.customer_id FROM k \
-  CROSS JOIN customer_identities AS i ON i.kind = k.kind AND i.live_key = k.key), \
-d AS (SELECT DISTINCT k.kind, k.key FROM k \
-  CROSS JOIN customer_identities AS i ON i.kind = k.kind AND i.normalized = k.key \
-  WHERE +i.live_key IS NULL AND NOT EXISTS (SELECT 1 FROM o WHERE o.kind = k.kind AND o.key = k.key)), \
-c AS (SELECT customers.* FROM customers WHERE id IN (SELECT customer_id FROM o UNION SELECT customer_id FROM l)) \
-SELECT \
-(SELECT json_group_array(json_array(ticket_id, customer_id, created, matched_by, conflicting_customer_id, \
-  restored, create_time)) FROM l) AS links, \
-(SELECT json_group_array(json_array(kind, key, customer_id)) FROM o) AS owners, \
-(SELECT json_group_array(json_array(kind, key)) FROM d) AS deleted, \
-(SELECT json_group_array(json_array(id, name, email, mobile, attributes, state, hub_access_enabled, source, \
-  revision, create_time, update_time, delete_time, ticket_count, first_ticket_time, last_ticket_time)) FROM c) \
-  AS customers";
-
-pub(super) async fn read(conn: &mut SqliteConnection, ticket_ids: &[String], keys: &Keys) -> Result<Snapshot, DbErr> {
-    let pairs: Vec<(&str, &String)> = keys.pairs().map(|(kind, key)| (kind.as_str(), key)).collect();
-    let row = sqlx::query(READ)
-        .bind(to_json(&ticket_ids))
-        .bind(to_json(&pairs))
-        .fetch_one(conn)
-        .await
-        .map_err(exec_err)?;
-    Arrays::from_row(&row)?.decode()
+/// Opens the writer's connection on the store's file, with the pool's
+/// settings (the file is already in WAL mode: the pool set it).
+pub(super) fn open(path: &Path) -> Result<Connection, DbErr> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+         PRAGMA mmap_size = 67108864; PRAGMA temp_store = MEMORY;",
+    )
+    .map_err(err)?;
+    Ok(conn)
 }
 
-/// One transaction in one call: four inserts between `BEGIN IMMEDIATE` and
-/// `COMMIT`, all reading one JSON document `?1` (`{"customers": [...],
-/// ...}`). One parameter because sqlx binds a later statement's unused lower
-/// slots from the argument list and stops at its end: a fourth statement's
-/// `?4` was left NULL.
-const WRITE: &str = "\
-BEGIN IMMEDIATE; \
-INSERT INTO customers (id, name, email, mobile, attributes, state, hub_access_enabled, source, revision, \
-  create_time, update_time, ticket_count) \
-  SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, \
-  value ->> 8, value ->> 9, value ->> 10, 0 FROM json_each(?1, '$.customers'); \
-INSERT INTO customer_identities (customer_id, kind, normalized, original, is_primary, live_key) \
-  SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, 1, value ->> 2 FROM json_each(?1, '$.identities'); \
-INSERT INTO ticket_links (ticket_id, customer_id, created, matched_by, conflicting_customer_id, restored, \
-  create_time) \
-  SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
-  FROM json_each(?1, '$.links'); \
-INSERT INTO history_entries (resource, id, action, principal, create_time, import_id, ticket_id, \
-  organization_id, changes) \
-  SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, \
-  value ->> 8 FROM json_each(?1, '$.history'); \
-COMMIT;";
+const LINK: &str = "SELECT ticket_id, customer_id, created, matched_by, conflicting_customer_id, restored, \
+  create_time FROM ticket_links WHERE ticket_id = ?1";
+const OWNER: &str = "SELECT customer_id FROM customer_identities WHERE kind = ?1 AND live_key = ?2";
+/// `+live_key` keeps the planner on the (kind, normalized) index instead of
+/// scanning every deleted identity of a kind.
+const DELETED: &str =
+    "SELECT 1 FROM customer_identities WHERE kind = ?1 AND normalized = ?2 AND +live_key IS NULL LIMIT 1";
+const CUSTOMER: &str = "SELECT id, name, email, mobile, attributes, state, hub_access_enabled, source, revision, \
+  create_time, update_time, delete_time, ticket_count, first_ticket_time, last_ticket_time \
+  FROM customers WHERE id = ?1";
 
-pub(super) async fn write(conn: &mut SqliteConnection, rows: NewRows<'_>) -> Result<(), DbErr> {
-    let customers: Vec<_> = rows
-        .customers
-        .iter()
-        .map(|(c, _)| {
-            json!([
-                c.id,
-                c.name,
-                c.email,
-                c.mobile,
-                q::attributes_json(&c.attributes),
-                c.state.as_str(),
-                i64::from(c.hub_access_enabled),
-                c.source.as_str(),
-                c.revision,
-                stored_time(&c.create_time),
-                stored_time(&c.update_time),
-            ])
-        })
-        .collect();
-    let identities: Vec<_> = rows
-        .customers
-        .iter()
-        .flat_map(|(c, d)| q::identity_keys(&c.id, d))
-        .collect();
-    let links: Vec<_> = rows
-        .links
-        .iter()
-        .map(|l| {
-            json!([
-                l.ticket_id,
-                l.customer_id,
-                i64::from(l.created),
-                l.matched_by,
-                l.conflicting_customer_id,
-                i64::from(l.restored),
-                stored_time(&l.create_time),
-            ])
-        })
-        .collect();
-    let history: Vec<_> = rows
-        .history
-        .iter()
-        .map(|e| {
-            let (import_id, ticket_id, changes) = history::columns(e);
-            json!([
-                e.resource,
-                e.id,
-                e.action.as_str(),
-                e.principal,
-                stored_time(&e.time),
-                import_id,
-                ticket_id,
-                e.organization_id,
-                changes,
-            ])
-        })
-        .collect();
-    let document = json!({
-        "customers": customers,
-        "identities": identities,
-        "links": links,
-        "history": history,
-    });
-    let written = sqlx::query(WRITE).bind(document.to_string()).execute(&mut *conn).await;
-    if let Err(e) = written {
-        // A statement failed before `COMMIT`. Roll back now, so the write
-        // lock is free for the single-ticket path that retries these
-        // tickets (the caller then drops this connection anyway).
-        let _ = sqlx::query("ROLLBACK").execute(conn).await;
-        return Err(exec_err(e));
+/// One read transaction: a consistent snapshot of what the batch needs.
+pub(super) fn read(conn: &mut Connection, ticket_ids: &[String], keys: &Keys) -> Result<Snapshot, DbErr> {
+    let txn = conn.transaction().map_err(err)?;
+    let mut snapshot = Snapshot::default();
+    {
+        let mut link = txn.prepare_cached(LINK).map_err(err)?;
+        for id in ticket_ids {
+            if let Some(found) = link.query_row([id], link_row).optional().map_err(err)? {
+                snapshot.links.insert(id.clone(), found.into_model()?);
+            }
+        }
+        let mut owner = txn.prepare_cached(OWNER).map_err(err)?;
+        let mut deleted = txn.prepare_cached(DELETED).map_err(err)?;
+        for (kind, key) in keys.pairs() {
+            let found: Option<String> = owner
+                .query_row(params![kind.as_str(), key], |r| r.get(0))
+                .optional()
+                .map_err(err)?;
+            match found {
+                Some(id) => {
+                    snapshot.owners.insert((kind, key.clone()), id);
+                }
+                None if deleted.exists(params![kind.as_str(), key]).map_err(err)? => {
+                    snapshot.deleted.insert((kind, key.clone()));
+                }
+                None => {}
+            }
+        }
+        let mut ids: Vec<&String> = snapshot.owners.values().collect();
+        ids.extend(snapshot.links.values().map(|l| &l.customer_id));
+        ids.sort_unstable();
+        ids.dedup();
+        let mut customer = txn.prepare_cached(CUSTOMER).map_err(err)?;
+        for id in ids {
+            if let Some(found) = customer.query_row([id], customer_row).optional().map_err(err)? {
+                snapshot.customers.push(q::to_domain(found.into_model()?)?);
+            }
+        }
     }
-    Ok(())
+    txn.commit().map_err(err)?;
+    Ok(snapshot)
 }
 
-fn to_json(value: &impl Serialize) -> String {
-    // Strings and tuples of strings always serialise.
-    serde_json::to_string(value).unwrap_or_else(|_| "[]".to_owned())
+const INSERT_CUSTOMER: &str = "INSERT INTO customers (id, name, email, mobile, attributes, state, \
+  hub_access_enabled, source, revision, create_time, update_time, ticket_count) \
+  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0)";
+const INSERT_IDENTITY: &str = "INSERT INTO customer_identities (customer_id, kind, normalized, original, \
+  is_primary, live_key) VALUES (?1, ?2, ?3, ?4, 1, ?3)";
+const INSERT_LINK: &str = "INSERT INTO ticket_links (ticket_id, customer_id, created, matched_by, \
+  conflicting_customer_id, restored, create_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_HISTORY: &str = "INSERT INTO history_entries (resource, id, action, principal, create_time, \
+  import_id, ticket_id, organization_id, changes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// One IMMEDIATE transaction; any failure rolls all of it back.
+pub(super) fn write(conn: &mut Connection, rows: NewRows<'_>) -> Result<(), DbErr> {
+    let txn = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    {
+        let mut insert = txn.prepare_cached(INSERT_CUSTOMER).map_err(err)?;
+        for (c, _) in rows.customers {
+            insert
+                .execute(params![
+                    c.id,
+                    c.name,
+                    c.email,
+                    c.mobile,
+                    q::attributes_json(&c.attributes),
+                    c.state.as_str(),
+                    c.hub_access_enabled,
+                    c.source.as_str(),
+                    c.revision,
+                    stored_time(&c.create_time),
+                    stored_time(&c.update_time),
+                ])
+                .map_err(err)?;
+        }
+        let mut insert = txn.prepare_cached(INSERT_IDENTITY).map_err(err)?;
+        for (c, d) in rows.customers {
+            for (id, kind, normalised, original) in q::identity_keys(&c.id, d) {
+                insert.execute(params![id, kind, normalised, original]).map_err(err)?;
+            }
+        }
+        let mut insert = txn.prepare_cached(INSERT_LINK).map_err(err)?;
+        for l in rows.links {
+            insert
+                .execute(params![
+                    l.ticket_id,
+                    l.customer_id,
+                    l.created,
+                    l.matched_by,
+                    l.conflicting_customer_id,
+                    l.restored,
+                    stored_time(&l.create_time),
+                ])
+                .map_err(err)?;
+        }
+        let mut insert = txn.prepare_cached(INSERT_HISTORY).map_err(err)?;
+        for e in rows.history {
+            let (import_id, ticket_id, changes) = history::columns(e);
+            insert
+                .execute(params![
+                    e.resource,
+                    e.id,
+                    e.action.as_str(),
+                    e.principal,
+                    stored_time(&e.time),
+                    import_id,
+                    ticket_id,
+                    e.organization_id,
+                    changes,
+                ])
+                .map_err(err)?;
+        }
+    }
+    txn.commit().map_err(err)
+}
+
+/// A `ticket_links` row, columns in [`LINK`]'s order.
+fn link_row(r: &Row<'_>) -> rusqlite::Result<LinkRow> {
+    Ok(LinkRow(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+/// A `customers` row, columns in [`CUSTOMER`]'s order.
+fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
+    Ok(CustomerRow(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+        r.get(12)?,
+        r.get(13)?,
+        r.get(14)?,
+    ))
+}
+
+fn err(e: rusqlite::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::Internal(format!("intake batch on SQLite: {e}")))
 }
