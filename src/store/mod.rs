@@ -109,11 +109,12 @@ impl Store {
         let path = options.get_filename();
         // An in-memory database has no file (its name is sqlx's URI).
         let sqlite_file = path.is_file().then(|| Arc::from(path));
+        let slot = Arc::new(Mutex::new(()));
         Ok(Self {
             sqlite_file,
             sqlite_write_conn: Some(writer),
-            sqlite_writer: Some(Arc::new(Mutex::new(()))),
-            committed: Some(checkpoint::spawn(db.clone())),
+            committed: Some(checkpoint::spawn(db.clone(), slot.clone())),
+            sqlite_writer: Some(slot),
             db,
         })
     }
@@ -160,6 +161,8 @@ impl Store {
                     // a half-done statement); in memory it costs no writes
                     // to a temporary file. Imports ran 10–15% faster.
                     .pragma("temp_store", "MEMORY")
+                    // A backstop: checkpoints are the checkpointer's job.
+                    .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string())
             });
         opts
     }

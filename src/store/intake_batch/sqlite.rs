@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 use sea_orm::{DbErr, RuntimeErr};
 
 use super::{CustomerRow, LinkRow, NewRows, Snapshot, stored_time};
-use crate::store::{customers as q, history, intake::Keys};
+use crate::store::{checkpoint, customers as q, history, intake::Keys};
 
 /// Opens the writer's connection on the store's file, with the pool's
 /// settings (the file is already in WAL mode: the pool set it).
@@ -22,6 +22,9 @@ pub(super) fn open(path: &Path) -> Result<Connection, DbErr> {
          PRAGMA mmap_size = 67108864; PRAGMA temp_store = MEMORY;",
     )
     .map_err(err)?;
+    // A backstop: checkpoints are the checkpointer's job (store::checkpoint).
+    conn.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES)
+        .map_err(err)?;
     Ok(conn)
 }
 
