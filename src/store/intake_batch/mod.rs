@@ -251,7 +251,7 @@ impl Arrays {
         Ok(Snapshot {
             links: links
                 .into_iter()
-                .map(|l| Ok((l.0.clone(), l.into_model()?)))
+                .map(|l| l.into_model().map(|m| (m.ticket_id.clone(), m)))
                 .collect::<Result<_, DbErr>>()?,
             owners: owners
                 .into_iter()
@@ -294,27 +294,31 @@ fn stored_time(t: &DateTime<Utc>) -> String {
 }
 
 /// `[ticket_id, customer_id, created, matched_by, conflicting, restored,
-/// create_time]`; flags as 0/1 on both backends.
+/// create_time]`; flags as 0/1 on both backends. A JSON array on
+/// PostgreSQL, a row on SQLite.
 #[derive(Deserialize)]
-struct LinkRow(String, String, i64, String, Option<String>, i64, String);
+struct LinkRow((String, String, i64, String, Option<String>, i64, String));
 
 impl LinkRow {
     fn into_model(self) -> Result<ticket_link::Model, DbErr> {
+        let (ticket_id, customer_id, created, matched_by, conflicting, restored, create_time) = self.0;
         Ok(ticket_link::Model {
-            create_time: time(&self.6)?,
-            ticket_id: self.0,
-            customer_id: self.1,
-            created: self.2 != 0,
-            matched_by: self.3,
-            conflicting_customer_id: self.4,
-            restored: self.5 != 0,
+            create_time: time(&create_time)?,
+            ticket_id,
+            customer_id,
+            created: created != 0,
+            matched_by,
+            conflicting_customer_id: conflicting,
+            restored: restored != 0,
         })
     }
 }
 
 /// The columns of `customers`, in table order; flags as 0/1.
 #[derive(Deserialize)]
-struct CustomerRow(
+struct CustomerRow(CustomerColumns);
+
+type CustomerColumns = (
     String,
     String,
     Option<String>,
@@ -334,8 +338,7 @@ struct CustomerRow(
 
 impl CustomerRow {
     fn into_model(self) -> Result<customer::Model, DbErr> {
-        let CustomerRow(id, name, email, mobile, attributes, state, hub, source, revision, ct, ut, dt, count, ft, lt) =
-            self;
+        let (id, name, email, mobile, attributes, state, hub, source, revision, ct, ut, dt, count, ft, lt) = self.0;
         Ok(customer::Model {
             id,
             name,

@@ -5,7 +5,7 @@
 
 use std::{path::Path, time::Duration};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use sea_orm::{DbErr, RuntimeErr};
 
 use super::{CustomerRow, LinkRow, NewRows, Snapshot, stored_time};
@@ -28,6 +28,7 @@ pub(super) fn open(path: &Path) -> Result<Connection, DbErr> {
     Ok(conn)
 }
 
+/// Columns in [`LinkRow`]'s order.
 const LINK: &str = "SELECT ticket_id, customer_id, created, matched_by, conflicting_customer_id, restored, \
   create_time FROM ticket_links WHERE ticket_id = ?1";
 const OWNER: &str = "SELECT customer_id FROM customer_identities WHERE kind = ?1 AND live_key = ?2";
@@ -35,6 +36,7 @@ const OWNER: &str = "SELECT customer_id FROM customer_identities WHERE kind = ?1
 /// scanning every deleted identity of a kind.
 const DELETED: &str =
     "SELECT 1 FROM customer_identities WHERE kind = ?1 AND normalized = ?2 AND +live_key IS NULL LIMIT 1";
+/// Columns in [`CustomerRow`]'s order.
 const CUSTOMER: &str = "SELECT id, name, email, mobile, attributes, state, hub_access_enabled, source, revision, \
   create_time, update_time, delete_time, ticket_count, first_ticket_time, last_ticket_time \
   FROM customers WHERE id = ?1";
@@ -46,7 +48,11 @@ pub(super) fn read(conn: &mut Connection, ticket_ids: &[String], keys: &Keys) ->
     {
         let mut link = txn.prepare_cached(LINK).map_err(err)?;
         for id in ticket_ids {
-            if let Some(found) = link.query_row([id], link_row).optional().map_err(err)? {
+            if let Some(found) = link
+                .query_row([id], |r| r.try_into().map(LinkRow))
+                .optional()
+                .map_err(err)?
+            {
                 snapshot.links.insert(id.clone(), found.into_model()?);
             }
         }
@@ -73,7 +79,11 @@ pub(super) fn read(conn: &mut Connection, ticket_ids: &[String], keys: &Keys) ->
         ids.dedup();
         let mut customer = txn.prepare_cached(CUSTOMER).map_err(err)?;
         for id in ids {
-            if let Some(found) = customer.query_row([id], customer_row).optional().map_err(err)? {
+            if let Some(found) = customer
+                .query_row([id], |r| r.try_into().map(CustomerRow))
+                .optional()
+                .map_err(err)?
+            {
                 snapshot.customers.push(q::to_domain(found.into_model()?)?);
             }
         }
@@ -155,40 +165,6 @@ pub(super) fn write(conn: &mut Connection, rows: NewRows<'_>) -> Result<(), DbEr
         }
     }
     txn.commit().map_err(err)
-}
-
-/// A `ticket_links` row, columns in [`LINK`]'s order.
-fn link_row(r: &Row<'_>) -> rusqlite::Result<LinkRow> {
-    Ok(LinkRow(
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-    ))
-}
-
-/// A `customers` row, columns in [`CUSTOMER`]'s order.
-fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
-    Ok(CustomerRow(
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-        r.get(12)?,
-        r.get(13)?,
-        r.get(14)?,
-    ))
 }
 
 fn err(e: rusqlite::Error) -> DbErr {
