@@ -17,8 +17,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
-    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+    SqliteTransactionMode, TransactionOptions, TransactionTrait, sqlx::sqlite::SqliteJournalMode,
 };
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -147,22 +146,13 @@ impl Store {
             .connect_timeout(pool.acquire_timeout)
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(|o| {
-                o.create_if_missing(true)
+                let o = o
+                    .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(10))
-                    .foreign_keys(true)
-                    // Reads through the memory map skip a copy per page. Mapped
-                    // pages count as resident memory, so the map is kept at
-                    // 64 MiB: enough for the hot indexes, while a big import
-                    // stays far under its memory budget.
-                    .pragma("mmap_size", "67108864")
-                    // Multi-row statements keep a statement journal (to undo
-                    // a half-done statement); in memory it costs no writes
-                    // to a temporary file. Imports ran 10–15% faster.
-                    .pragma("temp_store", "MEMORY")
-                    // A backstop: checkpoints are the checkpointer's job.
-                    .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string())
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                sqlite_pragmas()
+                    .into_iter()
+                    .fold(o, |o, (name, value)| o.pragma(name, value))
             });
         opts
     }
@@ -242,6 +232,29 @@ impl Store {
             None => None,
         }
     }
+}
+
+/// How long a SQLite connection waits for another process's write lock.
+pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of every SQLite connection, the pool's and the intake batch
+/// writer's own (on top of WAL mode and the busy timeout).
+pub(crate) fn sqlite_pragmas() -> [(&'static str, String); 5] {
+    [
+        ("synchronous", "NORMAL".into()),
+        ("foreign_keys", "ON".into()),
+        // Reads through the memory map skip a copy per page. Mapped pages
+        // count as resident memory, so the map is kept at 64 MiB: enough for
+        // the hot indexes, while a big import stays far under its memory
+        // budget.
+        ("mmap_size", "67108864".into()),
+        // Multi-row statements keep a statement journal (to undo a half-done
+        // statement); in memory it costs no writes to a temporary file.
+        // Imports ran 10–15% faster.
+        ("temp_store", "MEMORY".into()),
+        // A backstop: checkpoints are the checkpointer's job.
+        ("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string()),
+    ]
 }
 
 /// One keyset page of `query`: rows whose `key` is after `after`, in `key`

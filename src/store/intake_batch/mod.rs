@@ -459,6 +459,33 @@ mod tests {
         assert_eq!(counted.ticket_count, 1);
     }
 
+    /// The batch writer's own connection is set up as the pool's are.
+    #[tokio::test]
+    async fn the_writers_connection_has_the_pools_settings() {
+        use sea_orm::{ConnectionTrait, Statement};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("settings.db").display());
+        let store = Store::connect(&url, &PoolSettings::default()).await.unwrap();
+        let own = sqlite::open(&store.sqlite_file().unwrap()).unwrap();
+        let pragmas = [
+            "synchronous",
+            "foreign_keys",
+            "mmap_size",
+            "temp_store",
+            "wal_autocheckpoint",
+            "busy_timeout",
+        ];
+        for pragma in pragmas {
+            let stmt = Statement::from_string(DbBackend::Sqlite, format!("PRAGMA {pragma}"));
+            let row = store.conn().query_one_raw(stmt).await.unwrap().unwrap();
+            let pooled: i64 = row.try_get_by_index(0).unwrap();
+            let mine: i64 = own.pragma_query_value(None, pragma, |r| r.get(0)).unwrap();
+            assert_eq!(mine, pooled, "PRAGMA {pragma}");
+        }
+        let mode: String = own.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
     #[test]
     fn decodes_both_backends_arrays() {
         let customer = |created: &str| {

@@ -3,28 +3,23 @@
 //! statement is a plain function call, with no hand-off to sqlx's connection
 //! thread and back, and rows are read and bound directly, not as JSON.
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use sea_orm::{DbErr, RuntimeErr};
 
 use super::{CustomerRow, LinkRow, NewRows, Snapshot, stored_time};
-use crate::store::{checkpoint, customers as q, history, intake::Keys};
+use crate::store::{SQLITE_BUSY_TIMEOUT, customers as q, history, intake::Keys, sqlite_pragmas};
 
-/// Opens the writer's connection on the store's file, with the pool's
-/// settings (the file is already in WAL mode: the pool set it).
+/// Opens the writer's connection on the store's file, set up as the pool's
+/// (the file is already in WAL mode: the pool set it).
 pub(super) fn open(path: &Path) -> Result<Connection, DbErr> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(err)?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-    conn.execute_batch(
-        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-         PRAGMA mmap_size = 67108864; PRAGMA temp_store = MEMORY;",
-    )
-    .map_err(err)?;
-    // A backstop: checkpoints are the checkpointer's job (store::checkpoint).
-    conn.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES)
-        .map_err(err)?;
+    conn.busy_timeout(SQLITE_BUSY_TIMEOUT).map_err(err)?;
+    for (name, value) in sqlite_pragmas() {
+        conn.pragma_update(None, name, value).map_err(err)?;
+    }
     Ok(conn)
 }
 
