@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::{
     DbBackend, DbErr, RuntimeErr,
-    sqlx::{self, Connection, PgConnection},
+    sqlx::{self, Connection, PgConnection, Row, postgres::PgRow},
 };
 use serde::Deserialize;
 use tokio::sync::OwnedMutexGuard;
@@ -218,7 +218,7 @@ async fn portable_write(txn: &WriteTxn, rows: NewRows<'_>) -> Result<(), DbErr> 
     history::insert_many(&**txn, rows.history).await
 }
 
-/// The read's four JSON arrays (NULL when empty on PostgreSQL).
+/// PostgreSQL's read: four JSON arrays (NULL when empty).
 struct Arrays {
     links: Option<String>,
     owners: Option<String>,
@@ -228,12 +228,7 @@ struct Arrays {
 
 impl Arrays {
     /// The read's row: columns `links`, `owners`, `deleted`, `customers`.
-    fn from_row<R>(row: &R) -> Result<Self, DbErr>
-    where
-        R: sqlx::Row,
-        for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        for<'n> &'n str: sqlx::ColumnIndex<R>,
-    {
+    fn from_row(row: &PgRow) -> Result<Self, DbErr> {
         let column = |name: &str| row.try_get::<Option<String>, _>(name).map_err(exec_err);
         Ok(Self {
             links: column("links")?,
