@@ -323,7 +323,7 @@ impl TicketIntake {
             Err(e) if crate::store::is_unique_violation(&e) => return Ok(Attempt::Retry),
             Err(e) => return Err(e.into()),
         }
-        // The link's insert trigger counts the ticket on the customer row.
+        // Storing the link counts the ticket on the customer row.
         let link = ticket_link::Model {
             ticket_id: ticket_id.to_owned(),
             customer_id: resolution.customer.id.clone(),
@@ -567,8 +567,8 @@ async fn resolve_batch(writer: &mut BatchWriter, jobs: &[Job]) -> Result<Vec<Opt
         }
     }
 
-    // New customers are stored without tickets; each link's insert trigger
-    // counts its ticket on the customer row.
+    // New customers are stored without tickets; storing the links counts
+    // them on the customer rows.
     let new_links: Vec<ticket_link::Model> = jobs
         .iter()
         .zip(&decisions)

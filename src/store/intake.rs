@@ -1,16 +1,19 @@
-//! Queries of ticket intake: identity owners and ticket links (whose
-//! insert trigger keeps the customer's ticket counters).
+//! Queries of ticket intake: identity owners, and ticket links with the
+//! customer's ticket counters they move.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::ExprTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait, Func},
 };
 
 use super::{
     customers::IdentityKind,
-    entities::{identity, ticket_link},
+    entities::{customer, identity, ticket_link},
     intake_batch::Snapshot,
 };
 
@@ -97,13 +100,10 @@ pub async fn find_link(db: &impl ConnectionTrait, ticket_id: &str) -> Result<Opt
     ticket_link::Entity::find_by_id(ticket_id.to_owned()).one(db).await
 }
 
-/// Stores the answer for a ticket; a unique violation means a concurrent
-/// call for the same ticket answered first.
+/// Stores the answer for a ticket and counts it on its customer; a unique
+/// violation means a concurrent call for the same ticket answered first.
 pub async fn insert_link(db: &impl ConnectionTrait, link: ticket_link::Model) -> Result<(), DbErr> {
-    ticket_link::Entity::insert(link_row(link))
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+    insert_links(db, std::slice::from_ref(&link)).await
 }
 
 fn link_row(l: ticket_link::Model) -> ticket_link::ActiveModel {
@@ -221,14 +221,63 @@ async fn deleted_keys(db: &impl ConnectionTrait, keys: &Keys) -> Result<HashSet<
         .collect())
 }
 
-/// Stores many answers, a multi-row statement per 256.
+/// Stores many answers, a multi-row statement per 256, and counts them on
+/// their customers.
 pub async fn insert_links(db: &impl ConnectionTrait, links: &[ticket_link::Model]) -> Result<(), DbErr> {
     for chunk in super::pow2_chunks(links, 256) {
         ticket_link::Entity::insert_many(chunk.iter().cloned().map(link_row))
             .exec_without_returning(db)
             .await?;
     }
+    for count in TicketCount::of(links) {
+        customer::Entity::update_many()
+            .col_expr(
+                customer::Column::TicketCount,
+                Expr::col(customer::Column::TicketCount).add(count.tickets),
+            )
+            .col_expr(
+                customer::Column::FirstTicketTime,
+                Func::coalesce([Expr::col(customer::Column::FirstTicketTime), Expr::val(count.first)]).into(),
+            )
+            .col_expr(customer::Column::LastTicketTime, Expr::val(count.last))
+            .filter(customer::Column::Id.eq(count.customer_id))
+            .exec(db)
+            .await?;
+    }
     Ok(())
+}
+
+/// What a set of stored links adds to one customer's ticket counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketCount<'a> {
+    pub customer_id: &'a str,
+    pub tickets: i64,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+}
+
+impl<'a> TicketCount<'a> {
+    /// One per customer, in customer id order: concurrent writers then
+    /// lock customer rows in the same order and cannot deadlock on them.
+    pub fn of(links: &'a [ticket_link::Model]) -> Vec<Self> {
+        let mut counts: BTreeMap<&str, Self> = BTreeMap::new();
+        for l in links {
+            counts
+                .entry(&l.customer_id)
+                .and_modify(|c| {
+                    c.tickets += 1;
+                    c.first = Ord::min(c.first, l.create_time);
+                    c.last = Ord::max(c.last, l.create_time);
+                })
+                .or_insert(Self {
+                    customer_id: &l.customer_id,
+                    tickets: 1,
+                    first: l.create_time,
+                    last: l.create_time,
+                });
+        }
+        counts.into_values().collect()
+    }
 }
 
 /// PostgreSQL: [`live_owner_map`] by one index probe per key. LATERAL with

@@ -53,8 +53,8 @@ pub struct Snapshot {
 }
 
 /// What a batch stores: new customers (fresh: no tickets, not deleted) with
-/// their identities, ticket links (whose trigger counts the tickets) and
-/// history.
+/// their identities, ticket links (counted on their customers as they are
+/// stored) and history.
 #[derive(Debug, Clone, Copy)]
 pub struct NewRows<'a> {
     pub customers: &'a [(Customer, CustomerDraft)],

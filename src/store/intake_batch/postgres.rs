@@ -8,7 +8,13 @@ use sea_orm::{
 };
 
 use super::{Arrays, NewRows, Snapshot, exec_err};
-use crate::store::{customers as q, history, intake::Keys};
+use crate::{
+    domain::customer::Customer,
+    store::{
+        customers as q, history,
+        intake::{Keys, TicketCount},
+    },
+};
 
 /// `$1` ticket ids, `$2` emails, `$3` mobiles. Each key is one index probe
 /// (LATERAL … OFFSET 0, see [`crate::store::pg::rows_by_keys`]); flags
@@ -44,16 +50,24 @@ pub(super) async fn read(conn: &mut PgConnection, ticket_ids: &[String], keys: &
     Arrays::from_row(&row)?.decode()
 }
 
-/// The four inserts as one statement (data-modifying WITH). The
-/// identities' foreign key and the links' counting trigger run at the end
-/// of the statement and see its customers.
+/// The four inserts and the counter updates as one statement
+/// (data-modifying WITH). Its parts all see the database as it was before
+/// it, so new customers are inserted with their tickets counted and only
+/// the others are updated. The identities' foreign key runs at the end of
+/// the statement and sees its customers.
 const WRITE: &str = "\
 WITH c AS (INSERT INTO customers (id, name, email, mobile, attributes, state, hub_access_enabled, source, \
-  revision, create_time, update_time, ticket_count) \
-  SELECT id, name, NULLIF(email, ''), NULLIF(mobile, ''), attributes, state, hub, source, revision, ct, ut, 0 \
+  revision, create_time, update_time, ticket_count, first_ticket_time, last_ticket_time) \
+  SELECT id, name, NULLIF(email, ''), NULLIF(mobile, ''), attributes, state, hub, source, revision, ct, ut, \
+  tc, ft, lt \
   FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::boolean[], \
-  $8::text[], $9::bigint[], $10::timestamptz[], $11::timestamptz[]) \
-  AS u(id, name, email, mobile, attributes, state, hub, source, revision, ct, ut)), \
+  $8::text[], $9::bigint[], $10::timestamptz[], $11::timestamptz[], $32::bigint[], $33::timestamptz[], \
+  $34::timestamptz[]) \
+  AS u(id, name, email, mobile, attributes, state, hub, source, revision, ct, ut, tc, ft, lt)), \
+n AS (UPDATE customers AS c SET ticket_count = c.ticket_count + u.n, \
+  first_ticket_time = COALESCE(c.first_ticket_time, u.f), last_ticket_time = u.l \
+  FROM UNNEST($35::text[], $36::bigint[], $37::timestamptz[], $38::timestamptz[]) AS u(id, n, f, l) \
+  WHERE c.id = u.id), \
 i AS (INSERT INTO customer_identities (customer_id, kind, normalized, original, is_primary, live_key) \
   SELECT c, k, n, o, true, n FROM UNNEST($12::text[], $13::text[], $14::text[], $15::text[]) AS u(c, k, n, o)), \
 h AS (INSERT INTO history_entries (resource, id, action, principal, create_time, import_id, ticket_id, \
@@ -79,6 +93,10 @@ pub(super) async fn write(conn: &mut PgConnection, rows: NewRows<'_>) -> Result<
         .collect();
     let history: Vec<_> = rows.history.iter().map(|e| (e, history::columns(e))).collect();
     let links = rows.links;
+    let (fresh, others): (Vec<_>, Vec<_>) = TicketCount::of(links)
+        .into_iter()
+        .partition(|t| customers.iter().any(|c| c.id == t.customer_id));
+    let fresh = |c: &&Customer| fresh.iter().find(|t| t.customer_id == c.id);
     sqlx::query(WRITE)
         .bind(column(&customers, |c| c.id.clone()))
         .bind(column(&customers, |c| c.name.clone()))
@@ -111,6 +129,13 @@ pub(super) async fn write(conn: &mut PgConnection, rows: NewRows<'_>) -> Result<
         .bind(column(links, |l| l.conflicting_customer_id.clone().unwrap_or_default()))
         .bind(column(links, |l| l.restored))
         .bind(column::<_, DateTime<Utc>>(links, |l| l.create_time))
+        .bind(column(&customers, |c| fresh(c).map_or(0, |t| t.tickets)))
+        .bind(column(&customers, |c| fresh(c).map(|t| t.first)))
+        .bind(column(&customers, |c| fresh(c).map(|t| t.last)))
+        .bind(column(&others, |t| t.customer_id))
+        .bind(column(&others, |t| t.tickets))
+        .bind(column(&others, |t| t.first))
+        .bind(column(&others, |t| t.last))
         .execute(conn)
         .await
         .map_err(exec_err)?;

@@ -9,7 +9,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use sea_orm::{DbErr, RuntimeErr};
 
 use super::{CustomerRow, LinkRow, NewRows, Snapshot, stored_time};
-use crate::store::{SQLITE_BUSY_TIMEOUT, customers as q, history, intake::Keys, sqlite_pragmas};
+use crate::store::{
+    SQLITE_BUSY_TIMEOUT, customers as q, history,
+    intake::{Keys, TicketCount},
+    sqlite_pragmas,
+};
 
 /// Opens the writer's connection on the store's file, set up as the pool's
 /// (the file is already in WAL mode: the pool set it).
@@ -94,6 +98,8 @@ const INSERT_IDENTITY: &str = "INSERT INTO customer_identities (customer_id, kin
   is_primary, live_key) VALUES (?1, ?2, ?3, ?4, 1, ?3)";
 const INSERT_LINK: &str = "INSERT INTO ticket_links (ticket_id, customer_id, created, matched_by, \
   conflicting_customer_id, restored, create_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const COUNT_TICKETS: &str = "UPDATE customers SET ticket_count = ticket_count + ?2, \
+  first_ticket_time = COALESCE(first_ticket_time, ?3), last_ticket_time = ?4 WHERE id = ?1";
 const INSERT_HISTORY: &str = "INSERT INTO history_entries (resource, id, action, principal, create_time, \
   import_id, ticket_id, organization_id, changes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
@@ -138,6 +144,17 @@ pub(super) fn write(conn: &mut Connection, rows: NewRows<'_>) -> Result<(), DbEr
                     l.conflicting_customer_id,
                     l.restored,
                     stored_time(&l.create_time),
+                ])
+                .map_err(err)?;
+        }
+        let mut count = txn.prepare_cached(COUNT_TICKETS).map_err(err)?;
+        for c in TicketCount::of(rows.links) {
+            count
+                .execute(params![
+                    c.customer_id,
+                    c.tickets,
+                    stored_time(&c.first),
+                    stored_time(&c.last)
                 ])
                 .map_err(err)?;
         }

@@ -8,6 +8,7 @@ mod m20261125_000003_create_hub_and_organizations;
 mod m20261126_000004_create_history;
 mod m20261126_000005_ticket_counter_trigger;
 mod m20261126_000006_drop_ticket_links_customer_index;
+mod m20261126_000007_count_tickets_in_batches;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_create_history::Migration),
             Box::new(m20261126_000005_ticket_counter_trigger::Migration),
             Box::new(m20261126_000006_drop_ticket_links_customer_index::Migration),
+            Box::new(m20261126_000007_count_tickets_in_batches::Migration),
         ]
     }
 }
