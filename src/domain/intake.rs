@@ -119,22 +119,30 @@ enum Attempt {
 impl TicketIntake {
     /// Intake over the customer directory; starts the batch writers.
     ///
-    /// SQLite: one writer (SQLite has one anyway) on a thread of its own. On
-    /// the server's runtime each statement's result woke it through the
-    /// runtime's shared queue, behind the gRPC tasks: half of each batch's
-    /// time was that wait. Server databases: two writers, so that one batch's
-    /// round trips overlap another's; four made batches of one ticket (median)
-    /// and cost the database more per ticket.
+    /// Writers run on threads of their own: on the server's runtime each
+    /// statement's result woke a writer through the runtime's shared queue,
+    /// behind the gRPC tasks (on SQLite half of each batch's time was that
+    /// wait). SQLite: one writer (SQLite has one anyway). PostgreSQL: two,
+    /// so that one batch's round trips overlap another's, each with a
+    /// connection its own runtime drives; three or four made smaller
+    /// batches that cost the database more per ticket. MySQL: two, on the
+    /// pool's connections, which the server's runtime drives.
     pub fn new(customers: Customers) -> Self {
         let (queue, jobs) = mpsc::channel(4 * MAX_BATCH);
         let jobs = Arc::new(Mutex::new(jobs));
-        if customers.store().backend() == DbBackend::Sqlite {
-            if let Err(e) = spawn_dedicated(batch_writer(customers.clone(), jobs.clone())) {
-                tracing::warn!(error = %e, "no thread for the intake writer; it shares the server's runtime");
-                tokio::spawn(batch_writer(customers.clone(), jobs));
-            }
-        } else {
-            for _ in 0..2 {
+        let store = customers.store();
+        let (writers, own_thread) = match store.backend() {
+            DbBackend::Sqlite => (1, true),
+            DbBackend::Postgres => (2, true),
+            // MySQL goes through the pool, whose sockets the server's runtime drives.
+            _ => (2, false),
+        };
+        for _ in 0..writers {
+            let writer = batch_writer(customers.clone(), jobs.clone());
+            if !own_thread {
+                tokio::spawn(writer);
+            } else if let Err(e) = spawn_dedicated(writer) {
+                tracing::warn!(error = %e, "no thread for an intake writer; it shares the server's runtime");
                 tokio::spawn(batch_writer(customers.clone(), jobs.clone()));
             }
         }

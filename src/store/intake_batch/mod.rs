@@ -62,8 +62,8 @@ pub struct NewRows<'a> {
     pub history: &'a [Entry],
 }
 
-/// One batch writer's connection, opened on first use (taken out of the
-/// store's pool) and replaced after a failure.
+/// One batch writer's connection, opened on first use with the store's
+/// settings and replaced after a failure.
 #[derive(Debug)]
 pub struct BatchWriter {
     store: Store,
@@ -108,7 +108,7 @@ impl BatchWriter {
             }
             (DbBackend::Postgres, _) => {
                 if pg.is_none() {
-                    *pg = Some(own(store.conn().get_postgres_connection_pool()).await?);
+                    *pg = Some(connect_pg(store.conn().get_postgres_connection_pool()).await?);
                 }
                 Conn::Postgres(pg)
             }
@@ -119,14 +119,18 @@ impl BatchWriter {
     }
 }
 
-/// A connection of the pool's, detached: it no longer counts against the
-/// pool, which opens another when it needs one.
-async fn own<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Result<DB::Connection, DbErr> {
-    Ok(pool
-        .acquire()
+/// A connection of the writer's own, with the pool's settings, opened on
+/// the writer's runtime so that its socket's readiness wakes the writer
+/// there, not behind the gRPC tasks of the server's runtime.
+async fn connect_pg(pool: &sqlx::PgPool) -> Result<PgConnection, DbErr> {
+    let options = pool.connect_options();
+    let conn = PgConnection::connect_with(&options)
         .await
-        .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?
-        .detach())
+        .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?;
+    if options.get_socket().is_none() {
+        super::nodelay::apply(options.get_port());
+    }
+    Ok(conn)
 }
 
 fn exec_err(e: sqlx::Error) -> DbErr {
