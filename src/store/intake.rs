@@ -318,3 +318,40 @@ async fn pg_live_owners(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone, Utc};
+
+    use super::{TicketCount, ticket_link};
+
+    fn link(ticket: &str, customer: &str, minute: i64) -> ticket_link::Model {
+        ticket_link::Model {
+            ticket_id: ticket.into(),
+            customer_id: customer.into(),
+            created: false,
+            matched_by: "email".into(),
+            conflicting_customer_id: None,
+            restored: false,
+            create_time: Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap() + Duration::minutes(minute),
+        }
+    }
+
+    #[test]
+    fn ticket_counts_group_by_customer_in_id_order() {
+        let links = [
+            link("t1", "b", 5),
+            link("t2", "a", 1),
+            link("t3", "b", 2),
+            link("t4", "b", 9),
+        ];
+        let at = |minute: i64| links[0].create_time + Duration::minutes(minute - 5);
+        let counts = TicketCount::of(&links);
+        let got: Vec<_> = counts
+            .iter()
+            .map(|c| (c.customer_id, c.tickets, c.first, c.last))
+            .collect();
+        assert_eq!(got, [("a", 1, at(1), at(1)), ("b", 3, at(2), at(9))]);
+        assert!(TicketCount::of(&[]).is_empty());
+    }
+}

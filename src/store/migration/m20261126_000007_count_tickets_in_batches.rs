@@ -4,6 +4,11 @@
 //! (an executor started and ended for every ticket) was about a sixth of
 //! the database's CPU under intake; on SQLite a trigger makes every link
 //! insert keep a statement journal.
+//!
+//! Rolling upgrade: replicas of the previous release rely on the trigger,
+//! so tickets they store after this migration has run are not counted.
+//! Upgrade all replicas of a PostgreSQL deployment together (or accept
+//! counters short by the tickets of the upgrade window).
 
 use sea_orm_migration::prelude::*;
 
