@@ -64,10 +64,10 @@ WITH c AS (INSERT INTO customers (id, name, email, mobile, attributes, state, hu
   $8::text[], $9::bigint[], $10::timestamptz[], $11::timestamptz[], $32::bigint[], $33::timestamptz[], \
   $34::timestamptz[]) \
   AS u(id, name, email, mobile, attributes, state, hub, source, revision, ct, ut, tc, ft, lt)), \
-n AS (UPDATE customers AS c SET ticket_count = c.ticket_count + u.n, \
-  first_ticket_time = COALESCE(c.first_ticket_time, u.f), last_ticket_time = u.l \
+counted AS (UPDATE customers AS cu SET ticket_count = cu.ticket_count + u.n, \
+  first_ticket_time = COALESCE(cu.first_ticket_time, u.f), last_ticket_time = u.l \
   FROM UNNEST($35::text[], $36::bigint[], $37::timestamptz[], $38::timestamptz[]) AS u(id, n, f, l) \
-  WHERE c.id = u.id), \
+  WHERE cu.id = u.id), \
 i AS (INSERT INTO customer_identities (customer_id, kind, normalized, original, is_primary, live_key) \
   SELECT c, k, n, o, true, n FROM UNNEST($12::text[], $13::text[], $14::text[], $15::text[]) AS u(c, k, n, o)), \
 h AS (INSERT INTO history_entries (resource, id, action, principal, create_time, import_id, ticket_id, \
@@ -93,10 +93,10 @@ pub(super) async fn write(conn: &mut PgConnection, rows: NewRows<'_>) -> Result<
         .collect();
     let history: Vec<_> = rows.history.iter().map(|e| (e, history::columns(e))).collect();
     let links = rows.links;
-    let (fresh, others): (Vec<_>, Vec<_>) = TicketCount::of(links)
+    let (of_new, of_existing): (Vec<_>, Vec<_>) = TicketCount::of(links)
         .into_iter()
         .partition(|t| customers.iter().any(|c| c.id == t.customer_id));
-    let fresh = |c: &&Customer| fresh.iter().find(|t| t.customer_id == c.id);
+    let counted = |c: &&Customer| of_new.iter().find(|t| t.customer_id == c.id);
     sqlx::query(WRITE)
         .bind(column(&customers, |c| c.id.clone()))
         .bind(column(&customers, |c| c.name.clone()))
@@ -129,13 +129,13 @@ pub(super) async fn write(conn: &mut PgConnection, rows: NewRows<'_>) -> Result<
         .bind(column(links, |l| l.conflicting_customer_id.clone().unwrap_or_default()))
         .bind(column(links, |l| l.restored))
         .bind(column::<_, DateTime<Utc>>(links, |l| l.create_time))
-        .bind(column(&customers, |c| fresh(c).map_or(0, |t| t.tickets)))
-        .bind(column(&customers, |c| fresh(c).map(|t| t.first)))
-        .bind(column(&customers, |c| fresh(c).map(|t| t.last)))
-        .bind(column(&others, |t| t.customer_id))
-        .bind(column(&others, |t| t.tickets))
-        .bind(column(&others, |t| t.first))
-        .bind(column(&others, |t| t.last))
+        .bind(column(&customers, |c| counted(c).map_or(0, |t| t.tickets)))
+        .bind(column(&customers, |c| counted(c).map(|t| t.first)))
+        .bind(column(&customers, |c| counted(c).map(|t| t.last)))
+        .bind(column(&of_existing, |t| t.customer_id))
+        .bind(column(&of_existing, |t| t.tickets))
+        .bind(column(&of_existing, |t| t.first))
+        .bind(column(&of_existing, |t| t.last))
         .execute(conn)
         .await
         .map_err(exec_err)?;
