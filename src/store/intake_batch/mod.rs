@@ -121,11 +121,15 @@ impl BatchWriter {
 
 /// A connection of the writer's own, with the pool's settings, opened on
 /// the writer's runtime so that its socket's readiness wakes the writer
-/// there, not behind the gRPC tasks of the server's runtime.
+/// there, not behind the gRPC tasks of the server's runtime. Bounded by
+/// the pool's acquire timeout, as a connection from the pool would be.
 async fn connect_pg(pool: &sqlx::PgPool) -> Result<PgConnection, DbErr> {
     let options = pool.connect_options();
-    let conn = PgConnection::connect_with(&options)
+    let limit = pool.options().get_acquire_timeout();
+    let conn = tokio::time::timeout(limit, PgConnection::connect_with(&options))
         .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)
+        .and_then(|connected| connected)
         .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?;
     if options.get_socket().is_none() {
         super::nodelay::apply(options.get_port());
