@@ -8,7 +8,8 @@
 //! (90% existing requesters, a third of those by mobile only; 10% new, half
 //! of them mobile-only), then the gRPC ceiling: health Check, a trivial
 //! unary RPC on the same server and the same client settings. Prints calls/s,
-//! p50/p90/p99 latency and the server's peak RSS.
+//! p50/p90/p99 latency, the CPU per call of the server and of this client
+//! (steadier than calls/s on a shared machine), and the server's peak RSS.
 //!
 //! Ticket ids are `T` and a zero-padded number counting up across callers,
 //! as a ticketing platform issues them (`--ticket-ids per-caller`: one
@@ -139,11 +140,21 @@ struct Outcome {
     errors: usize,
     seconds: f64,
     latencies_us: Vec<u32>,
+    /// CPU seconds the server and this client used during the run.
+    cpu: Option<(f64, f64)>,
 }
 
 impl Outcome {
     fn rate(&self) -> f64 {
         self.calls as f64 / self.seconds
+    }
+
+    /// Server and client CPU per call, µs, or "n/a" without `/proc`.
+    fn cpu_per_call(&self) -> (String, String) {
+        let per_call = |s: f64| format!("{:.1}", s * 1e6 / self.calls.max(1) as f64);
+        self.cpu.map_or(("n/a".into(), "n/a".into()), |(server, client)| {
+            (per_call(server), per_call(client))
+        })
     }
     fn pct(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
@@ -154,12 +165,18 @@ impl Outcome {
     }
 }
 
+/// CPU seconds used so far by the server and by this process.
+fn cpu_now(server: &Server) -> Option<(f64, f64)> {
+    Some((server.cpu_seconds()?, common::cpu_seconds("self")?))
+}
+
 /// Runs `call(worker, sequence)` from `concurrency` workers for `seconds`.
-async fn drive<F, Fut>(concurrency: usize, seconds: u64, call: F) -> Outcome
+async fn drive<F, Fut>(server: &Server, concurrency: usize, seconds: u64, call: F) -> Outcome
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
+    let cpu_before = cpu_now(server);
     let call = Arc::new(call);
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
@@ -192,12 +209,16 @@ where
         errors += e;
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_before
+        .zip(cpu_now(server))
+        .map(|((s0, c0), (s1, c1))| (s1 - s0, c1 - c0));
     latencies_us.sort_unstable();
     Outcome {
         calls: latencies_us.len(),
         errors,
         seconds,
         latencies_us,
+        cpu,
     }
 }
 
@@ -213,7 +234,7 @@ async fn bench_backend(label: &str, url: &str, a: &Args) {
         .collect();
     let next_ticket = AtomicU64::new(1);
     let sequential_ids = a.sequential_ids;
-    let intake = drive(a.concurrency, a.seconds, move |w, seq| {
+    let intake = drive(&server, a.concurrency, a.seconds, move |w, seq| {
         let mut client = intake_clients[w % CHANNELS].clone();
         let ticket_id = if sequential_ids {
             format!("T{:010}", next_ticket.fetch_add(1, Ordering::Relaxed))
@@ -251,7 +272,7 @@ async fn bench_backend(label: &str, url: &str, a: &Args) {
     .await;
 
     let health_clients: Vec<_> = chans.iter().map(|c| HealthClient::new(c.clone())).collect();
-    let trivial = drive(a.concurrency, a.seconds, move |w, _| {
+    let trivial = drive(&server, a.concurrency, a.seconds, move |w, _| {
         let mut client = health_clients[w % CHANNELS].clone();
         async move {
             client
@@ -267,11 +288,12 @@ async fn bench_backend(label: &str, url: &str, a: &Args) {
         "\n## {label}  ({} in flight, {} s each, {} seeded customers, seeded at {seed_rate:.0}/s)",
         a.concurrency, a.seconds, a.seed
     );
-    println!("| RPC | calls/s | p50 ms | p90 ms | p99 ms | errors |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!("| RPC | calls/s | p50 ms | p90 ms | p99 ms | errors | server CPU µs/call | client CPU µs/call |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (name, o) in [("ResolveTicketCustomer", &intake), ("Health/Check (trivial)", &trivial)] {
+        let (server_cpu, client_cpu) = o.cpu_per_call();
         println!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {server_cpu} | {client_cpu} |",
             o.rate(),
             o.pct(0.5),
             o.pct(0.9),

@@ -109,6 +109,12 @@ impl Server {
         Self { child, addr }
     }
 
+    /// CPU time the server has used so far (user + system, all threads),
+    /// seconds; `None` where `/proc` is missing.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        cpu_seconds(&self.child.id().to_string())
+    }
+
     /// Peak and current resident memory, MiB.
     pub fn memory(&self) -> (f64, f64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
@@ -122,6 +128,16 @@ impl Server {
         };
         (kib("VmHWM:") / 1024.0, kib("VmRSS:") / 1024.0)
     }
+}
+
+/// CPU time of a process (`self` or a pid) from `/proc/<pid>/stat`: utime and
+/// stime, fields 14 and 15, in Linux's fixed 100 Hz clock ticks.
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after it are plain.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 impl Drop for Server {
