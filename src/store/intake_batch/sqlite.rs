@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{CachedStatement, Connection, OpenFlags, OptionalExtension, Params, Row, TransactionBehavior, params};
 use sea_orm::{DbErr, RuntimeErr};
 
 use super::{CustomerRow, LinkRow, NewRows, Snapshot, stored_time};
@@ -47,22 +47,14 @@ pub(super) fn read(conn: &mut Connection, ticket_ids: &[String], keys: &Keys) ->
     {
         let mut link = txn.prepare_cached(LINK).map_err(err)?;
         for id in ticket_ids {
-            if let Some(found) = link
-                .query_row([id], |r| r.try_into().map(LinkRow))
-                .optional()
-                .map_err(err)?
-            {
+            if let Some(found) = one(&mut link, [id], |r| r.try_into().map(LinkRow))? {
                 snapshot.links.insert(id.clone(), found.into_model()?);
             }
         }
         let mut owner = txn.prepare_cached(OWNER).map_err(err)?;
         let mut deleted = txn.prepare_cached(DELETED).map_err(err)?;
         for (kind, key) in keys.pairs() {
-            let found: Option<String> = owner
-                .query_row(params![kind.as_str(), key], |r| r.get(0))
-                .optional()
-                .map_err(err)?;
-            match found {
+            match one(&mut owner, params![kind.as_str(), key], |r| r.get::<_, String>(0))? {
                 Some(id) => {
                     snapshot.owners.insert((kind, key.clone()), id);
                 }
@@ -78,17 +70,22 @@ pub(super) fn read(conn: &mut Connection, ticket_ids: &[String], keys: &Keys) ->
         ids.dedup();
         let mut customer = txn.prepare_cached(CUSTOMER).map_err(err)?;
         for id in ids {
-            if let Some(found) = customer
-                .query_row([id], |r| r.try_into().map(CustomerRow))
-                .optional()
-                .map_err(err)?
-            {
+            if let Some(found) = one(&mut customer, [id], |r| r.try_into().map(CustomerRow))? {
                 snapshot.customers.push(q::to_domain(found.into_model()?)?);
             }
         }
     }
     txn.commit().map_err(err)?;
     Ok(snapshot)
+}
+
+/// The row a lookup by key finds, if any.
+fn one<T>(
+    stmt: &mut CachedStatement<'_>,
+    params: impl Params,
+    row: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>, DbErr> {
+    stmt.query_row(params, row).optional().map_err(err)
 }
 
 const INSERT_CUSTOMER: &str = "INSERT INTO customers (id, name, email, mobile, attributes, state, \
