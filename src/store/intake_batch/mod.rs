@@ -108,12 +108,14 @@ impl BatchWriter {
             }
             (DbBackend::Postgres, _) => {
                 if pg.is_none() {
-                    *pg = Some(connect_pg(store.conn().get_postgres_connection_pool()).await?);
+                    *pg = Some(Box::pin(connect_pg(store.conn().get_postgres_connection_pool())).await?);
                 }
                 Conn::Postgres(pg)
             }
             // MySQL, and SQLite in memory (no file for a second driver).
-            _ => Conn::Orm(store.begin_write().await?),
+            // SeaORM's futures are kilobytes: boxed, here and below, so that
+            // the SQLite and PostgreSQL batches do not carry them.
+            _ => Conn::Orm(Box::pin(store.begin_write()).await?),
         };
         Ok(Batch { conn })
     }
@@ -173,7 +175,7 @@ impl Batch<'_> {
                 let result = postgres::read(opened(conn)?, ticket_ids, keys).await;
                 discard_on_err(conn, result)
             }
-            Conn::Orm(txn) => portable::snapshot(&**txn, ticket_ids, keys).await,
+            Conn::Orm(txn) => Box::pin(portable::snapshot(&**txn, ticket_ids, keys)).await,
         }
     }
 
@@ -184,9 +186,9 @@ impl Batch<'_> {
         match self.conn {
             Conn::Orm(txn) => {
                 if !empty {
-                    portable_write(&txn, rows).await?;
+                    Box::pin(portable_write(&txn, rows)).await?;
                 }
-                txn.commit().await
+                Box::pin(txn.commit()).await
             }
             _ if empty => Ok(()),
             Conn::Sqlite { conn, _slot, committed } => {
