@@ -125,8 +125,8 @@ impl TicketIntake {
     /// wait). SQLite: one writer (SQLite has one anyway). PostgreSQL: one,
     /// with a connection its own runtime drives: two overlapped their round
     /// trips but split the queue into batches half as large, which cost
-    /// the database 20–30% more CPU per ticket. MySQL: two, on the pool's
-    /// connections, which the server's runtime drives.
+    /// the database up to 40% more CPU per ticket. MySQL: two, on the
+    /// pool's connections, which the server's runtime drives.
     pub fn new(customers: Customers) -> Self {
         let (queue, jobs) = mpsc::channel(4 * MAX_BATCH);
         let jobs = Arc::new(Mutex::new(jobs));
