@@ -109,10 +109,14 @@ impl Store {
         // An in-memory database has no file (its name is sqlx's URI).
         let sqlite_file = path.is_file().then(|| Arc::from(path));
         let slot = Arc::new(Mutex::new(()));
+        // In memory there is no WAL to checkpoint.
+        let committed = sqlite_file
+            .as_deref()
+            .and_then(|file| checkpoint::spawn(file, slot.clone()));
         Ok(Self {
             sqlite_file,
             sqlite_write_conn: Some(writer),
-            committed: Some(checkpoint::spawn(db.clone(), slot.clone())),
+            committed,
             sqlite_writer: Some(slot),
             db,
         })
@@ -255,6 +259,21 @@ pub(crate) fn sqlite_pragmas() -> [(&'static str, String); 5] {
         // A backstop: checkpoints are the checkpointer's job.
         ("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string()),
     ]
+}
+
+/// A connection of the service's own on the store's SQLite file (rusqlite,
+/// over the SQLite library sqlx links), set up as the pool's; the file is
+/// already in WAL mode (the pool set it). The intake batch writer and the
+/// WAL checkpointer each keep one on a thread of their own.
+pub(crate) fn open_sqlite(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::{Connection, OpenFlags};
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
+    for (name, value) in sqlite_pragmas() {
+        conn.pragma_update(None, name, value)?;
+    }
+    Ok(conn)
 }
 
 /// One keyset page of `query`: rows whose `key` is after `after`, in `key`

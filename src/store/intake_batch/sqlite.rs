@@ -5,26 +5,19 @@
 
 use std::path::Path;
 
-use rusqlite::{CachedStatement, Connection, OpenFlags, OptionalExtension, Params, Row, TransactionBehavior, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Params, Row, TransactionBehavior, params};
 use sea_orm::{DbErr, RuntimeErr};
 
 use super::{CustomerRow, LinkRow, NewRows, Snapshot, stored_time};
 use crate::store::{
-    SQLITE_BUSY_TIMEOUT, customers as q, history,
+    customers as q, history,
     intake::{Keys, TicketCount},
-    sqlite_pragmas,
+    open_sqlite,
 };
 
-/// Opens the writer's connection on the store's file, set up as the pool's
-/// (the file is already in WAL mode: the pool set it).
+/// Opens the writer's connection on the store's file.
 pub(super) fn open(path: &Path) -> Result<Connection, DbErr> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(err)?;
-    conn.busy_timeout(SQLITE_BUSY_TIMEOUT).map_err(err)?;
-    for (name, value) in sqlite_pragmas() {
-        conn.pragma_update(None, name, value).map_err(err)?;
-    }
-    Ok(conn)
+    open_sqlite(path).map_err(err)
 }
 
 /// Columns in [`LinkRow`]'s order.
