@@ -151,7 +151,7 @@ mod tests {
         passive(conn).unwrap()
     }
 
-    /// Past the rewind length, a checkpoint copies every frame with the
+    /// Past the rewind length, a checkpoint copies the last frames with the
     /// writer slot held, so the next write starts the WAL over.
     #[test]
     fn a_long_wal_is_rewound() {
@@ -168,8 +168,17 @@ mod tests {
         };
         fill(REWIND_PAGES + 64);
         let checkpointer = super::super::open_sqlite(&path).unwrap();
-        let slot = Mutex::new(());
-        checkpoint(&checkpointer, &path, &slot).unwrap();
+        let slot = Arc::new(Mutex::new(()));
+        let held = slot.clone().try_lock_owned().unwrap();
+        let rewind = std::thread::spawn({
+            let (slot, path) = (slot.clone(), path.clone());
+            move || checkpoint(&checkpointer, &path, &slot)
+        });
+        // Copying 16 MiB without the slot would be done well within this.
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(!rewind.is_finished(), "the last copy waits for the writer slot");
+        drop(held);
+        rewind.join().unwrap().unwrap();
         assert!(slot.try_lock().is_ok(), "the slot is given back");
         fill(1);
         assert!(wal_pages(&conn) < 16, "the write after the rewind started the WAL over");
