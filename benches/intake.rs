@@ -1,15 +1,19 @@
 //! Intake benchmark: drives the real server binary over loopback.
 //!
 //! `cargo bench --bench intake -- [--seconds 30] [--concurrency 64]
-//!  [--seed 10000] [--backend all|sqlite|postgres] [--ticket-ids sequential|per-caller]`
+//!  [--seed 10000] [--backend all|sqlite|postgres] [--ticket-ids sequential|per-caller]
+//!  [--slices 6]`
 //!
 //! For each backend: a fresh database, `--seed` customers, then
 //! ResolveTicketCustomer at `--concurrency` calls in flight for `--seconds`
 //! (90% existing requesters, a third of those by mobile only; 10% new, half
-//! of them mobile-only), then the gRPC ceiling: health Check, a trivial
-//! unary RPC on the same server and the same client settings. Prints calls/s,
-//! p50/p90/p99 latency, the CPU per call of the server and of this client
-//! (steadier than calls/s on a shared machine), and the server's peak RSS.
+//! of them mobile-only), and the gRPC ceiling: health Check, a trivial
+//! unary RPC on the same server and the same client settings. The two take
+//! turns in `--slices` slices each (default 6: 5 s at a time), so that a
+//! shared machine's drift in speed weighs on both sides of their ratio.
+//! Prints calls/s, p50/p90/p99 latency, the CPU per call of the server and
+//! of this client (steadier than calls/s on a shared machine), the ratio per
+//! pair of slices, and the server's peak RSS.
 //!
 //! Ticket ids are `T` and a zero-padded number counting up across callers,
 //! as a ticketing platform issues them (`--ticket-ids per-caller`: one
@@ -41,6 +45,7 @@ struct Args {
     seed: usize,
     backend: String,
     sequential_ids: bool,
+    slices: u64,
 }
 
 fn args() -> Args {
@@ -50,6 +55,7 @@ fn args() -> Args {
         seed: 10_000,
         backend: "all".into(),
         sequential_ids: true,
+        slices: 6,
     };
     for (flag, value) in common::flags() {
         match flag.as_str() {
@@ -57,6 +63,7 @@ fn args() -> Args {
             "--concurrency" => a.concurrency = value.parse().expect("--concurrency N"),
             "--seed" => a.seed = value.parse().expect("--seed N"),
             "--backend" => a.backend = value,
+            "--slices" => a.slices = value.parse::<u64>().expect("--slices N").max(1),
             "--ticket-ids" => {
                 a.sequential_ids = match value.as_str() {
                     "sequential" => true,
@@ -149,6 +156,17 @@ impl Outcome {
         self.calls as f64 / self.seconds
     }
 
+    /// This and `other`, as one run.
+    fn merge(mut self, other: Outcome) -> Outcome {
+        self.calls += other.calls;
+        self.errors += other.errors;
+        self.seconds += other.seconds;
+        self.latencies_us.extend(other.latencies_us);
+        self.latencies_us.sort_unstable();
+        self.cpu = self.cpu.zip(other.cpu).map(|((s0, c0), (s1, c1))| (s0 + s1, c0 + c1));
+        self
+    }
+
     /// Server and client CPU per call, µs, or "n/a" without `/proc`.
     fn cpu_per_call(&self) -> (String, String) {
         let per_call = |s: f64| format!("{:.1}", s * 1e6 / self.calls.max(1) as f64);
@@ -170,23 +188,25 @@ fn cpu_now(server: &Server) -> Option<(f64, f64)> {
     Some((server.cpu_seconds()?, common::cpu_seconds("self")?))
 }
 
-/// Runs `call(worker, sequence)` from `concurrency` workers for `seconds`.
-async fn drive<F, Fut>(server: &Server, concurrency: usize, seconds: u64, call: F) -> Outcome
+/// Runs `call(worker, sequence)` from one worker per entry of `next_seq` for
+/// `seconds`.
+/// Each worker's sequence goes on from where its last slice left it in
+/// `next_seq`, so that no slice repeats another's requests.
+async fn drive<F, Fut>(server: &Server, seconds: u64, next_seq: &Arc<[AtomicU64]>, call: &Arc<F>) -> Outcome
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
     let cpu_before = cpu_now(server);
-    let call = Arc::new(call);
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
+    let workers: Vec<_> = (0..next_seq.len())
         .map(|w| {
-            let (call, stop) = (call.clone(), stop.clone());
+            let (call, stop, next_seq) = (call.clone(), stop.clone(), next_seq.clone());
             tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(1 << 16);
                 let mut errors = 0;
-                let mut seq = 0u64;
+                let mut seq = next_seq[w].load(Ordering::Relaxed);
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
                     if !call(w, seq).await {
@@ -195,6 +215,7 @@ where
                     lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
                     seq += 1;
                 }
+                next_seq[w].store(seq, Ordering::Relaxed);
                 (lat, errors)
             })
         })
@@ -234,7 +255,7 @@ async fn bench_backend(label: &str, url: &str, a: &Args) {
         .collect();
     let next_ticket = AtomicU64::new(1);
     let sequential_ids = a.sequential_ids;
-    let intake = drive(&server, a.concurrency, a.seconds, move |w, seq| {
+    let intake_call = Arc::new(move |w: usize, seq: u64| {
         let mut client = intake_clients[w % CHANNELS].clone();
         let ticket_id = if sequential_ids {
             format!("T{:010}", next_ticket.fetch_add(1, Ordering::Relaxed))
@@ -268,11 +289,10 @@ async fn bench_backend(label: &str, url: &str, a: &Args) {
             };
             client.resolve_ticket_customer(req).await.is_ok()
         }
-    })
-    .await;
+    });
 
     let health_clients: Vec<_> = chans.iter().map(|c| HealthClient::new(c.clone())).collect();
-    let trivial = drive(&server, a.concurrency, a.seconds, move |w, _| {
+    let trivial_call = Arc::new(move |w: usize, _| {
         let mut client = health_clients[w % CHANNELS].clone();
         async move {
             client
@@ -280,13 +300,37 @@ async fn bench_backend(label: &str, url: &str, a: &Args) {
                 .await
                 .is_ok()
         }
-    })
-    .await;
+    });
+
+    // Intake and the trivial RPC take turns, slice by slice.
+    let counters = || -> Arc<[AtomicU64]> { (0..a.concurrency).map(|_| AtomicU64::new(0)).collect() };
+    let (intake_seq, trivial_seq) = (counters(), counters());
+    let slice = (a.seconds / a.slices).max(1);
+    let mut intake: Option<Outcome> = None;
+    let mut trivial: Option<Outcome> = None;
+    let mut ratios = Vec::new();
+    for _ in 0..a.slices {
+        let i = drive(&server, slice, &intake_seq, &intake_call).await;
+        let t = drive(&server, slice, &trivial_seq, &trivial_call).await;
+        ratios.push(100.0 * i.rate() / t.rate());
+        intake = Some(match intake {
+            Some(o) => o.merge(i),
+            None => i,
+        });
+        trivial = Some(match trivial {
+            Some(o) => o.merge(t),
+            None => t,
+        });
+    }
+    let (intake, trivial) = (intake.expect("a slice"), trivial.expect("a slice"));
 
     let (peak, now) = server.memory();
     println!(
-        "\n## {label}  ({} in flight, {} s each, {} seeded customers, seeded at {seed_rate:.0}/s)",
-        a.concurrency, a.seconds, a.seed
+        "\n## {label}  ({} in flight, {} s each in {} turns, {} seeded customers, seeded at {seed_rate:.0}/s)",
+        a.concurrency,
+        slice * a.slices,
+        a.slices,
+        a.seed
     );
     println!("| RPC | calls/s | p50 ms | p90 ms | p99 ms | errors | server CPU µs/call | client CPU µs/call |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
@@ -302,6 +346,8 @@ async fn bench_backend(label: &str, url: &str, a: &Args) {
         );
     }
     println!("intake / trivial = {:.1}%", 100.0 * intake.rate() / trivial.rate());
+    let ratios: Vec<String> = ratios.iter().map(|r| format!("{r:.1}%")).collect();
+    println!("per turn: {}", ratios.join(", "));
     println!("server RSS: peak {peak:.1} MiB, now {now:.1} MiB");
 }
 
