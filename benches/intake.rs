@@ -174,6 +174,12 @@ impl Outcome {
             (per_call(server), per_call(client))
         })
     }
+    /// Server and client CPU per call together, seconds.
+    fn cpu_each(&self) -> Option<f64> {
+        self.cpu
+            .map(|(server, client)| (server + client) / self.calls.max(1) as f64)
+    }
+
     fn pct(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return 0.0;
@@ -346,6 +352,10 @@ async fn bench_backend(label: &str, url: &str, a: &Args) {
         );
     }
     println!("intake / trivial = {:.1}%", 100.0 * intake.rate() / trivial.rate());
+    // Were the two cores fully busy in both, the ratio would be this.
+    if let Some((i, t)) = intake.cpu_each().zip(trivial.cpu_each()) {
+        println!("CPU per call, trivial / intake = {:.1}%", 100.0 * t / i);
+    }
     let ratios: Vec<String> = ratios.iter().map(|r| format!("{r:.1}%")).collect();
     println!("per turn: {}", ratios.join(", "));
     println!("server RSS: peak {peak:.1} MiB, now {now:.1} MiB");
