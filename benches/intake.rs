@@ -12,8 +12,8 @@
 //! turns in `--slices` slices each (default 6: 5 s at a time), so that a
 //! shared machine's drift in speed weighs on both sides of their ratio.
 //! Prints calls/s, p50/p90/p99 latency, the CPU per call of the server and
-//! of this client (steadier than calls/s on a shared machine), the ratio per
-//! pair of slices, and the server's peak RSS.
+//! of this client (steadier than calls/s on a shared machine), the ratio
+//! that CPU allows, the ratio in each turn, and the server's peak RSS.
 //!
 //! Ticket ids are `T` and a zero-padded number counting up across callers,
 //! as a ticketing platform issues them (`--ticket-ids per-caller`: one
@@ -195,9 +195,8 @@ fn cpu_now(server: &Server) -> Option<(f64, f64)> {
 }
 
 /// Runs `call(worker, sequence)` from one worker per entry of `next_seq` for
-/// `seconds`.
-/// Each worker's sequence goes on from where its last slice left it in
-/// `next_seq`, so that no slice repeats another's requests.
+/// `seconds`. Each worker's sequence goes on from where its last slice left
+/// it, so that no slice repeats another's requests.
 async fn drive<F, Fut>(server: &Server, seconds: u64, next_seq: &Arc<[AtomicU64]>, call: &Arc<F>) -> Outcome
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
