@@ -156,15 +156,21 @@ impl Outcome {
         self.calls as f64 / self.seconds
     }
 
-    /// This and `other`, as one run.
-    fn merge(mut self, other: Outcome) -> Outcome {
-        self.calls += other.calls;
-        self.errors += other.errors;
-        self.seconds += other.seconds;
-        self.latencies_us.extend(other.latencies_us);
-        self.latencies_us.sort_unstable();
-        self.cpu = self.cpu.zip(other.cpu).map(|((s0, c0), (s1, c1))| (s0 + s1, c0 + c1));
-        self
+    /// Turns as one run.
+    fn total(turns: Vec<Outcome>) -> Outcome {
+        let mut all = turns
+            .into_iter()
+            .reduce(|mut a, b| {
+                a.calls += b.calls;
+                a.errors += b.errors;
+                a.seconds += b.seconds;
+                a.latencies_us.extend(b.latencies_us);
+                a.cpu = a.cpu.zip(b.cpu).map(|((s0, c0), (s1, c1))| (s0 + s1, c0 + c1));
+                a
+            })
+            .expect("at least one turn");
+        all.latencies_us.sort_unstable();
+        all
     }
 
     /// Server and client CPU per call, µs, or "n/a" without `/proc`.
@@ -238,7 +244,6 @@ where
     let cpu = cpu_before
         .zip(cpu_now(server))
         .map(|((s0, c0), (s1, c1))| (s1 - s0, c1 - c0));
-    latencies_us.sort_unstable();
     Outcome {
         calls: latencies_us.len(),
         errors,
@@ -311,23 +316,15 @@ async fn bench_backend(label: &str, url: &str, a: &Args) {
     let counters = || -> Arc<[AtomicU64]> { (0..a.concurrency).map(|_| AtomicU64::new(0)).collect() };
     let (intake_seq, trivial_seq) = (counters(), counters());
     let slice = (a.seconds / a.slices).max(1);
-    let mut intake: Option<Outcome> = None;
-    let mut trivial: Option<Outcome> = None;
-    let mut ratios = Vec::new();
+    let (mut intake, mut trivial, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..a.slices {
         let i = drive(&server, slice, &intake_seq, &intake_call).await;
         let t = drive(&server, slice, &trivial_seq, &trivial_call).await;
         ratios.push(100.0 * i.rate() / t.rate());
-        intake = Some(match intake {
-            Some(o) => o.merge(i),
-            None => i,
-        });
-        trivial = Some(match trivial {
-            Some(o) => o.merge(t),
-            None => t,
-        });
+        intake.push(i);
+        trivial.push(t);
     }
-    let (intake, trivial) = (intake.expect("a slice"), trivial.expect("a slice"));
+    let (intake, trivial) = (Outcome::total(intake), Outcome::total(trivial));
 
     let (peak, now) = server.memory();
     println!(
