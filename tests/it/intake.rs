@@ -159,6 +159,71 @@ async fn a_deleted_match_is_restored() {
     assert!(c.delete_time.is_none());
 }
 
+/// What agents change between two tickets, on this server or another one
+/// on the same database, shows in the next ticket's answer.
+#[tokio::test]
+async fn tickets_see_what_agents_changed_between_them() {
+    let app = spawn_app().await;
+    let first = resolve(&app, ticket("T-a1", "Ada", "ada@example.com", "")).await;
+    let ada = first.customer.unwrap();
+    let second = resolve(&app, ticket("T-a2", "", "ada@example.com", "")).await;
+    assert_eq!(second.customer.unwrap().ticket_count, 2);
+
+    let mut customers = app.customers.clone();
+    customers
+        .update_customer(pb::UpdateCustomerRequest {
+            customer: Some(pb::Customer {
+                id: ada.id.clone(),
+                name: "Ada Lovelace".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["name".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    let renamed = resolve(&app, ticket("T-a3", "", "ada@example.com", "")).await;
+    let c = renamed.customer.unwrap();
+    assert_eq!(
+        (c.id.as_str(), c.name.as_str(), c.ticket_count),
+        (ada.id.as_str(), "Ada Lovelace", 3)
+    );
+
+    customers
+        .delete_customer(pb::DeleteCustomerRequest {
+            id: ada.id.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    let restored = resolve(&app, ticket("T-a4", "", "ada@example.com", "")).await;
+    assert!(restored.restored, "a deleted owner is not matched as live");
+    assert_eq!(restored.customer.unwrap().state(), State::Active);
+
+    // Restored by a second server on the same database.
+    let other = spawn_on(app.db.share(), test_settings()).await;
+    customers
+        .delete_customer(pb::DeleteCustomerRequest {
+            id: ada.id.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    let mut elsewhere = other.customers.clone();
+    elsewhere
+        .undelete_customer(pb::UndeleteCustomerRequest {
+            id: ada.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let after = resolve(&app, ticket("T-a5", "", "ada@example.com", "")).await;
+    assert!(!after.restored, "restored elsewhere: a plain match");
+    assert_eq!(after.customer.unwrap().ticket_count, 5);
+    assert_eq!(app.get(&ada.id).await.ticket_count, 5);
+}
+
 #[tokio::test]
 async fn invalid_tickets_name_their_fields_and_store_nothing() {
     let app = spawn_app().await;
