@@ -297,6 +297,19 @@ impl TestApp {
             .unwrap_or_else(|s| panic!("get {id}: {s:?}"))
             .into_inner()
     }
+
+    /// Deletes a customer (no etag check), panicking on failure.
+    pub async fn delete(&self, id: &str) -> pb::Customer {
+        self.customers
+            .clone()
+            .delete_customer(pb::DeleteCustomerRequest {
+                id: id.to_owned(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap_or_else(|s| panic!("delete {id}: {s:?}"))
+            .into_inner()
+    }
 }
 
 /// A customer message with the given identity fields.

@@ -260,14 +260,7 @@ async fn intake_records_creates_fill_ins_and_restores_with_the_ticket_id() {
         .resolve_ticket_customer(resolve("T-3", "grace@example.com", "+44 7911 123456"))
         .await
         .unwrap();
-    app.customers
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            id: id.clone(),
-            etag: String::new(),
-        })
-        .await
-        .unwrap();
+    app.delete(&id).await;
     let restored = intake
         .resolve_ticket_customer(resolve("T-4", "grace@example.com", ""))
         .await

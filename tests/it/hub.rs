@@ -50,14 +50,7 @@ async fn logins_are_allowed_only_for_active_customers_with_access_and_denials_lo
         .unwrap()
         .into_inner();
     let deleted = app.create("Gone", "gone@example.com", "").await;
-    app.customers
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            id: deleted.id.clone(),
-            etag: String::new(),
-        })
-        .await
-        .unwrap();
+    app.delete(&deleted.id).await;
 
     for who in [
         Identifier::CustomerId(enabled.id.clone()),

@@ -141,14 +141,7 @@ async fn email_wins_over_a_mobile_of_another_customer_and_says_so() {
 async fn a_deleted_match_is_restored() {
     let app = spawn_app().await;
     let gone = app.create("Gone", "gone@example.com", "").await;
-    app.customers
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            id: gone.id.clone(),
-            etag: String::new(),
-        })
-        .await
-        .unwrap();
+    app.delete(&gone.id).await;
     let r = resolve(&app, ticket("T-d", "", "gone@example.com", "")).await;
     assert!(r.restored);
     assert!(!r.created);
@@ -169,8 +162,8 @@ async fn tickets_see_what_agents_changed_between_them() {
     let second = resolve(&app, ticket("T-a2", "", "ada@example.com", "")).await;
     assert_eq!(second.customer.unwrap().ticket_count, 2);
 
-    let mut customers = app.customers.clone();
-    customers
+    app.customers
+        .clone()
         .update_customer(pb::UpdateCustomerRequest {
             customer: Some(pb::Customer {
                 id: ada.id.clone(),
@@ -190,26 +183,14 @@ async fn tickets_see_what_agents_changed_between_them() {
         (ada.id.as_str(), "Ada Lovelace", 3)
     );
 
-    customers
-        .delete_customer(pb::DeleteCustomerRequest {
-            id: ada.id.clone(),
-            etag: String::new(),
-        })
-        .await
-        .unwrap();
+    app.delete(&ada.id).await;
     let restored = resolve(&app, ticket("T-a4", "", "ada@example.com", "")).await;
     assert!(restored.restored, "a deleted owner is not matched as live");
     assert_eq!(restored.customer.unwrap().state(), State::Active);
 
     // Restored by a second server on the same database.
     let other = spawn_on(app.db.share(), test_settings()).await;
-    customers
-        .delete_customer(pb::DeleteCustomerRequest {
-            id: ada.id.clone(),
-            etag: String::new(),
-        })
-        .await
-        .unwrap();
+    app.delete(&ada.id).await;
     let mut elsewhere = other.customers.clone();
     elsewhere
         .undelete_customer(pb::UndeleteCustomerRequest {

@@ -214,14 +214,7 @@ async fn ticket_access_needs_an_active_customer_with_hub_access_membership_and_t
         .await
         .unwrap();
     assert!(access(&app, &ada.id, &org.id, Action::Create).await.0);
-    app.customers
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            id: ada.id.clone(),
-            etag: String::new(),
-        })
-        .await
-        .unwrap();
+    app.delete(&ada.id).await;
     assert_eq!(
         access(&app, &ada.id, &org.id, Action::Create).await,
         (false, "CUSTOMER_DELETED".into())
