@@ -188,11 +188,12 @@ async fn tickets_see_what_agents_changed_between_them() {
     assert!(restored.restored, "a deleted owner is not matched as live");
     assert_eq!(restored.customer.unwrap().state(), State::Active);
 
-    // Restored by a second server on the same database.
-    let other = spawn_on(app.db.share(), test_settings()).await;
+    // Deleted here, restored by a second server on the same database.
     app.delete(&ada.id).await;
-    let mut elsewhere = other.customers.clone();
-    elsewhere
+    let other = spawn_on(app.db.share(), test_settings()).await;
+    other
+        .customers
+        .clone()
         .undelete_customer(pb::UndeleteCustomerRequest {
             id: ada.id.clone(),
             ..Default::default()
