@@ -4,10 +4,9 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
     service::interceptor::InterceptedService,
-    transport::{Certificate, Identity, Server, ServerTlsConfig},
+    transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming},
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
@@ -207,7 +206,11 @@ pub async fn serve(
 
     info!(%addr, "listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+    // With an incoming stream tonic ignores its own `tcp_nodelay`: without
+    // it, Nagle held a response's last frame back until the client's
+    // delayed ACK, 40 ms later.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = router.serve_with_incoming_shutdown(incoming, async {
         let _ = stop_rx.await;
     });
     tokio::pin!(server);

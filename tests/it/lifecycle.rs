@@ -91,6 +91,42 @@ async fn health_reports_every_service_serving() {
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 }
 
+/// The server's end of each connection sends without Nagle's delay: with
+/// it, a response's last frame could wait 40 ms for the client's delayed
+/// ACK. The server runs in this process, so its sockets are ours to read.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn accepted_connections_have_tcp_nodelay() {
+    use std::os::fd::{BorrowedFd, RawFd};
+    let app = spawn_app().await;
+    app.health
+        .clone()
+        .check(HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap();
+    let mut accepted = 0;
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else {
+            continue;
+        };
+        if !std::fs::read_link(entry.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:")) {
+            continue;
+        }
+        // SAFETY: borrowed for socket-option reads only. Another test's
+        // socket may close meanwhile: its reads fail and it is skipped. The
+        // server's own stay open while `app` lives.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let socket = socket2::SockRef::from(&borrowed);
+        let local = socket.local_addr().ok().and_then(|a| a.as_socket());
+        let connected = socket.peer_addr().is_ok();
+        if connected && local == Some(app.addr) {
+            accepted += 1;
+            assert!(socket.tcp_nodelay().unwrap(), "fd {fd}: TCP_NODELAY is off");
+        }
+    }
+    assert!(accepted > 0, "found none of the server's accepted sockets");
+}
+
 #[tokio::test]
 async fn data_survives_a_restart_and_shutdown_is_graceful() {
     let app = spawn_app().await;
