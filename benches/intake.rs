@@ -11,15 +11,17 @@
 //! unary RPC on the same server and the same client settings. The two take
 //! turns in `--slices` slices each (default 6: 5 s at a time), so that a
 //! shared machine's drift in speed weighs on both sides of their ratio.
-//! Prints calls/s, p50/p90/p99 latency, the CPU per call of the server and
-//! of this client (steadier than calls/s on a shared machine), the ratio
-//! that CPU allows, the ratio in each turn, and the server's peak RSS.
+//! Prints calls/s, the latency at p50/p90/p99/p99.9 and of the slowest
+//! call, the CPU per call of the server, of this client and of a local
+//! PostgreSQL's processes (steadier than calls/s on a shared machine), the
+//! ratio that CPU allows, the ratio in each turn, and the server's peak RSS.
 //!
 //! Ticket ids are `T` and a zero-padded number counting up across callers,
 //! as a ticketing platform issues them (`--ticket-ids per-caller`: one
 //! sequence per caller, `bench-<caller>-<n>`, the ids of earlier figures).
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -147,8 +149,31 @@ struct Outcome {
     errors: usize,
     seconds: f64,
     latencies_us: Vec<u32>,
-    /// CPU seconds the server and this client used during the run.
-    cpu: Option<(f64, f64)>,
+    /// CPU seconds used during the run; `None` without `/proc`.
+    cpu: Option<Cpu>,
+}
+
+/// CPU seconds of the server, this client and a local database server
+/// (`None` for SQLite, in the server's process, or a remote database).
+#[derive(Clone, Copy)]
+struct Cpu {
+    server: f64,
+    client: f64,
+    database: Option<f64>,
+}
+
+impl Cpu {
+    fn add(self, other: Cpu) -> Cpu {
+        Cpu {
+            server: self.server + other.server,
+            client: self.client + other.client,
+            database: self.database.zip(other.database).map(|(a, b)| a + b),
+        }
+    }
+
+    fn total(&self) -> f64 {
+        self.server + self.client + self.database.unwrap_or(0.0)
+    }
 }
 
 impl Outcome {
@@ -165,7 +190,7 @@ impl Outcome {
                 a.errors += b.errors;
                 a.seconds += b.seconds;
                 a.latencies_us.extend(b.latencies_us);
-                a.cpu = a.cpu.zip(b.cpu).map(|((s0, c0), (s1, c1))| (s0 + s1, c0 + c1));
+                a.cpu = a.cpu.zip(b.cpu).map(|(x, y)| x.add(y));
                 a
             })
             .expect("at least one turn");
@@ -173,17 +198,21 @@ impl Outcome {
         all
     }
 
-    /// Server and client CPU per call, µs, or "n/a" without `/proc`.
-    fn cpu_per_call(&self) -> (String, String) {
-        let per_call = |s: f64| format!("{:.1}", s * 1e6 / self.calls.max(1) as f64);
-        self.cpu.map_or(("n/a".into(), "n/a".into()), |(server, client)| {
-            (per_call(server), per_call(client))
-        })
+    /// Server, client and database CPU per call, µs, or "n/a".
+    fn cpu_per_call(&self) -> [String; 3] {
+        let per_call =
+            |s: Option<f64>| s.map_or("n/a".into(), |s| format!("{:.1}", s * 1e6 / self.calls.max(1) as f64));
+        let cpu = self.cpu.as_ref();
+        [
+            per_call(cpu.map(|c| c.server)),
+            per_call(cpu.map(|c| c.client)),
+            per_call(cpu.and_then(|c| c.database)),
+        ]
     }
-    /// Server and client CPU per call together, seconds.
+
+    /// All the CPU a call cost on this machine, seconds.
     fn cpu_each(&self) -> Option<f64> {
-        self.cpu
-            .map(|(server, client)| (server + client) / self.calls.max(1) as f64)
+        self.cpu.map(|c| c.total() / self.calls.max(1) as f64)
     }
 
     fn pct(&self, p: f64) -> f64 {
@@ -195,20 +224,28 @@ impl Outcome {
     }
 }
 
-/// CPU seconds used so far by the server and by this process.
-fn cpu_now(server: &Server) -> Option<(f64, f64)> {
-    Some((server.cpu_seconds()?, common::cpu_seconds("self")?))
+/// CPU seconds used so far by the server, by this process and by the
+/// local database server's processes.
+fn cpu_now(server: &Server, database: Option<&str>) -> Option<(f64, f64, HashMap<u32, f64>)> {
+    let db = database.map(common::cpu_by_process).unwrap_or_default();
+    Some((server.cpu_seconds()?, common::cpu_seconds("self")?, db))
 }
 
 /// Runs `call(worker, sequence)` from one worker per entry of `next_seq` for
 /// `seconds`. Each worker's sequence goes on from where its last slice left
 /// it, so that no slice repeats another's requests.
-async fn drive<F, Fut>(server: &Server, seconds: u64, next_seq: &Arc<[AtomicU64]>, call: &Arc<F>) -> Outcome
+async fn drive<F, Fut>(
+    server: &Server,
+    database: Option<&str>,
+    seconds: u64,
+    next_seq: &Arc<[AtomicU64]>,
+    call: &Arc<F>,
+) -> Outcome
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
-    let cpu_before = cpu_now(server);
+    let cpu_before = cpu_now(server, database);
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let workers: Vec<_> = (0..next_seq.len())
@@ -242,8 +279,12 @@ where
     }
     let seconds = start.elapsed().as_secs_f64();
     let cpu = cpu_before
-        .zip(cpu_now(server))
-        .map(|((s0, c0), (s1, c1))| (s1 - s0, c1 - c0));
+        .zip(cpu_now(server, database))
+        .map(|((s0, c0, d0), (s1, c1, d1))| Cpu {
+            server: s1 - s0,
+            client: c1 - c0,
+            database: common::cpu_since(&d0, &d1),
+        });
     Outcome {
         calls: latencies_us.len(),
         errors,
@@ -253,7 +294,9 @@ where
     }
 }
 
-async fn bench_backend(label: &str, url: &str, a: &Args) {
+/// `database`: the process name of a database server on this machine,
+/// whose CPU counts as the calls' too.
+async fn bench_backend(label: &str, url: &str, database: Option<&str>, a: &Args) {
     let server = Server::start(url);
     let chans = channels(&server.addr).await;
     let seed_rate = seed(&chans, a.seed, a.concurrency).await;
@@ -318,8 +361,8 @@ async fn bench_backend(label: &str, url: &str, a: &Args) {
     let slice = (a.seconds / a.slices).max(1);
     let (mut intake, mut trivial, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..a.slices {
-        let i = drive(&server, slice, &intake_seq, &intake_call).await;
-        let t = drive(&server, slice, &trivial_seq, &trivial_call).await;
+        let i = drive(&server, database, slice, &intake_seq, &intake_call).await;
+        let t = drive(&server, database, slice, &trivial_seq, &trivial_call).await;
         ratios.push(100.0 * i.rate() / t.rate());
         intake.push(i);
         trivial.push(t);
@@ -334,21 +377,25 @@ async fn bench_backend(label: &str, url: &str, a: &Args) {
         a.slices,
         a.seed
     );
-    println!("| RPC | calls/s | p50 ms | p90 ms | p99 ms | errors | server CPU µs/call | client CPU µs/call |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| RPC | calls/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | server CPU µs/call | client CPU µs/call | database CPU µs/call |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (name, o) in [("ResolveTicketCustomer", &intake), ("Health/Check (trivial)", &trivial)] {
-        let (server_cpu, client_cpu) = o.cpu_per_call();
+        let [server_cpu, client_cpu, db_cpu] = o.cpu_per_call();
         println!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {server_cpu} | {client_cpu} |",
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {server_cpu} | {client_cpu} | {db_cpu} |",
             o.rate(),
             o.pct(0.5),
             o.pct(0.9),
             o.pct(0.99),
+            o.pct(0.999),
+            o.pct(1.0),
             o.errors
         );
     }
     println!("intake / trivial = {:.1}%", 100.0 * intake.rate() / trivial.rate());
-    // Were the two cores fully busy in both, the ratio would be this.
+    // Were the cores fully busy in both, the ratio would be this.
     if let Some((i, t)) = intake.cpu_each().zip(trivial.cpu_each()) {
         println!("CPU per call, trivial / intake = {:.1}%", 100.0 * t / i);
     }
@@ -369,6 +416,7 @@ async fn main() {
         bench_backend(
             "SQLite",
             &format!("sqlite://{}", dir.path().join("bench.db").display()),
+            None,
             &a,
         )
         .await;
@@ -376,7 +424,7 @@ async fn main() {
     if a.backend == "all" || a.backend == "postgres" {
         match common::PgDatabase::create().await {
             Ok(db) => {
-                bench_backend("PostgreSQL", &db.url, &a).await;
+                bench_backend("PostgreSQL", &db.url, Some("postgres"), &a).await;
                 db.drop().await;
             }
             Err(e) => println!("\n## PostgreSQL: skipped ({e}); set BENCH_POSTGRES_URL"),

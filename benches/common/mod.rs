@@ -140,6 +140,33 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+/// CPU seconds so far of every process named `name` on this machine, by
+/// pid: a local database server's postmaster and backends. Empty where
+/// `/proc` is missing or the database runs elsewhere.
+pub fn cpu_by_process(name: &str) -> std::collections::HashMap<u32, f64> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Default::default();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim_end() == name))
+        .filter_map(|pid| Some((pid, cpu_seconds(&pid.to_string())?)))
+        .collect()
+}
+
+/// The CPU the processes in `after` used since `before`. A process that
+/// exited in between is missed; one that started counts from its start.
+pub fn cpu_since(
+    before: &std::collections::HashMap<u32, f64>,
+    after: &std::collections::HashMap<u32, f64>,
+) -> Option<f64> {
+    (!after.is_empty()).then(|| {
+        after
+            .iter()
+            .map(|(pid, now)| now - before.get(pid).copied().unwrap_or(0.0))
+            .sum()
+    })
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = Command::new("kill")
