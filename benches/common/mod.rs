@@ -191,10 +191,15 @@ impl PgDatabase {
         let admin = Database::connect(&admin_url).await?;
         let name = format!("cs_bench_{}_{}", std::process::id(), rand_suffix());
         admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
-        let url = format!(
-            "{}/{name}",
-            admin_url.rsplit_once('/').map_or(admin_url.as_str(), |p| p.0)
-        );
+        // The admin URL's options (`?sslmode=...`) apply to the new database too.
+        let (base, options) = admin_url
+            .split_once('?')
+            .map_or((admin_url.as_str(), ""), |(b, o)| (b, o));
+        let server = base.rsplit_once('/').map_or(base, |p| p.0);
+        let url = match options {
+            "" => format!("{server}/{name}"),
+            options => format!("{server}/{name}?{options}"),
+        };
         Ok(Self { admin, name, url })
     }
 
