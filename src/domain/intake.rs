@@ -431,6 +431,7 @@ fn spawn_dedicated(writer: impl Future<Output = ()> + Send + 'static) -> std::io
 /// Drains the queue in batches until the intake is dropped.
 async fn batch_writer(customers: Customers, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
     let mut writer = BatchWriter::new(customers.store().clone());
+    writer.warm_up().await;
     loop {
         let mut batch = Vec::new();
         {
