@@ -81,7 +81,7 @@ impl BatchWriter {
     }
 
     /// Opens the PostgreSQL connection ahead of the first batch, which
-    /// otherwise waited for it: ~140 ms over TLS, whose handshake runs
+    /// otherwise waited for it: 100+ ms over TLS, whose handshake runs
     /// before TCP_NODELAY can be set (`store/nodelay.rs`). On failure the
     /// first batch tries again. SQLite's connection opens in microseconds.
     pub async fn warm_up(&mut self) {
