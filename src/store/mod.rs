@@ -9,7 +9,7 @@ pub mod hub;
 pub mod intake;
 pub mod intake_batch;
 pub mod migration;
-mod nodelay;
+pub mod nodelay;
 pub mod organizations;
 pub mod pg;
 

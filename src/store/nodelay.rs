@@ -12,6 +12,22 @@
 /// Sets TCP_NODELAY on this process's TCP sockets whose peer port is `port`.
 #[cfg(target_os = "linux")]
 pub fn apply(port: u16) {
+    each_socket(|socket| {
+        let to_db = socket
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .is_some_and(|a| a.port() == port);
+        if to_db && !socket.tcp_nodelay().unwrap_or(true) {
+            let _ = socket.set_tcp_nodelay(true);
+        }
+    });
+}
+
+/// Calls `f` with each socket this process has open, from `/proc/self/fd`
+/// (the tests read the server's socket options this way too).
+#[cfg(target_os = "linux")]
+pub fn each_socket(mut f: impl FnMut(socket2::SockRef<'_>)) {
     use std::os::fd::{BorrowedFd, RawFd};
     let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
         return;
@@ -25,20 +41,12 @@ pub fn apply(port: u16) {
         if !is_socket {
             continue;
         }
-        // SAFETY: the descriptor is only borrowed for two socket-option
-        // calls. Should another thread close it meanwhile, the calls fail
-        // (EBADF) or, if the number was reused, set TCP_NODELAY on another
-        // socket, which changes nothing but the timing of its writes.
+        // SAFETY: the descriptor is only borrowed for socket-option calls.
+        // Should another thread close it meanwhile, the calls fail (EBADF)
+        // or, if the number was reused, act on another socket, where
+        // TCP_NODELAY changes nothing but the timing of its writes.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let socket = socket2::SockRef::from(&fd);
-        let to_db = socket
-            .peer_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .is_some_and(|a| a.port() == port);
-        if to_db && !socket.tcp_nodelay().unwrap_or(true) {
-            let _ = socket.set_tcp_nodelay(true);
-        }
+        f(socket2::SockRef::from(&fd));
     }
 }
 

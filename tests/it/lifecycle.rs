@@ -97,7 +97,6 @@ async fn health_reports_every_service_serving() {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn accepted_connections_have_tcp_nodelay() {
-    use std::os::fd::{BorrowedFd, RawFd};
     let app = spawn_app().await;
     app.health
         .clone()
@@ -105,25 +104,21 @@ async fn accepted_connections_have_tcp_nodelay() {
         .await
         .unwrap();
     let mut accepted = 0;
-    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else {
-            continue;
-        };
-        if !std::fs::read_link(entry.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:")) {
-            continue;
-        }
-        // SAFETY: borrowed for socket-option reads only. Another test's
-        // socket may close meanwhile: its reads fail and it is skipped. The
-        // server's own stay open while `app` lives.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let socket = socket2::SockRef::from(&borrowed);
+    customer_service::store::nodelay::each_socket(|socket| {
         let local = socket.local_addr().ok().and_then(|a| a.as_socket());
-        let connected = socket.peer_addr().is_ok();
-        if connected && local == Some(app.addr) {
+        // The listener has no peer; the server keeps the connections open
+        // while `app` lives, so reading their option cannot fail.
+        if let Ok(peer) = socket.peer_addr()
+            && local == Some(app.addr)
+        {
             accepted += 1;
-            assert!(socket.tcp_nodelay().unwrap(), "fd {fd}: TCP_NODELAY is off");
+            let peer = peer.as_socket();
+            assert!(
+                socket.tcp_nodelay().unwrap(),
+                "connection from {peer:?}: TCP_NODELAY is off"
+            );
         }
-    }
+    });
     assert!(accepted > 0, "found none of the server's accepted sockets");
 }
 
