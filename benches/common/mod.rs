@@ -192,14 +192,12 @@ impl PgDatabase {
         let name = format!("cs_bench_{}_{}", std::process::id(), rand_suffix());
         admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
         // The admin URL's options (`?sslmode=...`) apply to the new database too.
-        let (base, options) = admin_url
-            .split_once('?')
-            .map_or((admin_url.as_str(), ""), |(b, o)| (b, o));
-        let server = base.rsplit_once('/').map_or(base, |p| p.0);
-        let url = match options {
-            "" => format!("{server}/{name}"),
-            options => format!("{server}/{name}?{options}"),
+        let (base, options) = match admin_url.find('?') {
+            Some(at) => admin_url.split_at(at),
+            None => (admin_url.as_str(), ""),
         };
+        let server = base.rsplit_once('/').map_or(base, |p| p.0);
+        let url = format!("{server}/{name}{options}");
         Ok(Self { admin, name, url })
     }
 
