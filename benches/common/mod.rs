@@ -190,7 +190,12 @@ impl PgDatabase {
             std::env::var("BENCH_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let admin = Database::connect(&admin_url).await?;
         let name = format!("cs_bench_{}_{}", std::process::id(), rand_suffix());
-        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
+        // e.g. `TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'`:
+        // the linguistic collation many production databases default to.
+        let clauses = std::env::var("BENCH_POSTGRES_CREATE").unwrap_or_default();
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name} {clauses}"))
+            .await?;
         // The admin URL's options (`?sslmode=...`) apply to the new database too.
         let (base, options) = match admin_url.find('?') {
             Some(at) => admin_url.split_at(at),

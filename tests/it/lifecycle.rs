@@ -317,3 +317,49 @@ async fn every_migration_rolls_back_and_forward() {
     assert_eq!(Migrator::get_applied_migrations(conn).await.unwrap().len(), all);
     store.close().await.ok();
 }
+
+/// PostgreSQL: every text column that an index of the service's holds
+/// compares bytewise (migration 8), whatever the database's own collation.
+#[tokio::test]
+async fn postgres_indexed_text_columns_compare_bytewise() {
+    use customer_service::store::migration::Migrator;
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    use sea_orm_migration::MigratorTrait;
+
+    let db = TestDb::new().await;
+    if !db.is_postgres() {
+        eprintln!("SKIPPED: column collations are a PostgreSQL matter (set TEST_DATABASE_URL)");
+        return;
+    }
+    let store = customer_service::store::Store::connect(&db.url, &Default::default())
+        .await
+        .expect("connect");
+    let conn = store.conn();
+    Migrator::up(conn, None).await.expect("up");
+    let indexed = Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT DISTINCT t.relname || '.' || a.attname AS col, COALESCE(c.collname, '') AS coll \
+         FROM pg_index i \
+         JOIN pg_class t ON t.oid = i.indrelid \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+         LEFT JOIN pg_collation c ON c.oid = a.attcollation \
+         WHERE t.relnamespace = current_schema()::regnamespace AND a.attcollation <> 0 \
+           AND t.relname <> 'seaql_migrations' \
+         ORDER BY 1",
+    );
+    let rows = conn.query_all_raw(indexed).await.expect("read the catalogue");
+    let columns: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.try_get("", "col").unwrap(), r.try_get("", "coll").unwrap()))
+        .collect();
+    assert!(
+        columns.iter().any(|(c, _)| c == "customer_identities.live_key"),
+        "the catalogue query finds the service's indexes: {columns:?}"
+    );
+    let linguistic: Vec<_> = columns.iter().filter(|(_, coll)| coll != "C").collect();
+    assert!(
+        linguistic.is_empty(),
+        "indexed text columns not COLLATE \"C\": {linguistic:?}"
+    );
+    store.close().await.ok();
+}
