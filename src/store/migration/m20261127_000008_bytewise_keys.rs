@@ -9,9 +9,11 @@
 //! order of lists by id can change, and now matches SQLite's. Names,
 //! emails and other text shown to people keep the database's collation.
 //!
-//! The columns' indexes are rebuilt under an exclusive lock: on a large
-//! database, run `migrate` in a quiet window. Replicas of the previous
-//! release keep working meanwhile and after. SQLite and MySQL: nothing to do.
+//! The columns' indexes are rebuilt under an exclusive lock, which holds
+//! every replica's calls on these tables until the migration commits: on a
+//! large database, run `migrate` in a quiet window. Replicas of the
+//! previous release work unchanged afterwards. SQLite and MySQL: nothing to
+//! do.
 
 use sea_orm::DbBackend;
 use sea_orm_migration::prelude::*;
