@@ -456,12 +456,12 @@ async fn main() {
         );
     }
     if a.backend == "all" || a.backend == "postgres" {
-        match common::PgDatabase::create().await {
+        match common::ScratchDatabase::postgres().await {
             Ok(db) => {
                 let (r, seconds, peak) = import(&db.url, &file).await;
                 report_line("PostgreSQL", &g, &r, seconds, peak);
                 db.drop().await;
-                let floor_db = common::PgDatabase::create().await.unwrap();
+                let floor_db = common::ScratchDatabase::postgres().await.unwrap();
                 let floor = copy_floor(&floor_db.url, &g.people).await;
                 floor_db.drop().await;
                 println!(

@@ -1,8 +1,11 @@
 //! Intake benchmark: drives the real server binary over loopback.
 //!
 //! `cargo bench --bench intake -- [--seconds 30] [--concurrency 64]
-//!  [--seed 10000] [--backend all|sqlite|postgres] [--ticket-ids sequential|per-caller]
+//!  [--seed 10000] [--backend all|sqlite|postgres|mysql] [--ticket-ids sequential|per-caller]
 //!  [--slices 6]`
+//!
+//! `all` is SQLite and PostgreSQL; `mysql` (MySQL or MariaDB, from
+//! `BENCH_MYSQL_URL`) runs only when asked for.
 //!
 //! For each backend: a fresh database, `--seed` customers, then
 //! ResolveTicketCustomer at `--concurrency` calls in flight for `--seconds`
@@ -13,7 +16,7 @@
 //! shared machine's drift in speed weighs on both sides of their ratio.
 //! Prints calls/s, the latency at p50/p90/p99/p99.9 and of the slowest
 //! call, the CPU per call of the server, of this client and of a local
-//! PostgreSQL's processes (steadier than calls/s on a shared machine), the
+//! database server's processes (steadier than calls/s on a shared machine), the
 //! ratio that CPU allows, the ratio in each turn, and the server's peak RSS.
 //!
 //! Ticket ids are `T` and a zero-padded number counting up across callers,
@@ -64,7 +67,13 @@ fn args() -> Args {
             "--seconds" => a.seconds = value.parse().expect("--seconds N"),
             "--concurrency" => a.concurrency = value.parse().expect("--concurrency N"),
             "--seed" => a.seed = value.parse().expect("--seed N"),
-            "--backend" => a.backend = value,
+            "--backend" => {
+                assert!(
+                    ["all", "sqlite", "postgres", "mysql"].contains(&value.as_str()),
+                    "--backend all|sqlite|postgres|mysql, not {value}"
+                );
+                a.backend = value
+            }
             "--slices" => a.slices = value.parse::<u64>().expect("--slices N").max(1),
             "--ticket-ids" => {
                 a.sequential_ids = match value.as_str() {
@@ -422,12 +431,24 @@ async fn main() {
         .await;
     }
     if a.backend == "all" || a.backend == "postgres" {
-        match common::PgDatabase::create().await {
+        match common::ScratchDatabase::postgres().await {
             Ok(db) => {
                 bench_backend("PostgreSQL", &db.url, Some("postgres"), &a).await;
                 db.drop().await;
             }
             Err(e) => println!("\n## PostgreSQL: skipped ({e}); set BENCH_POSTGRES_URL"),
+        }
+    }
+    if a.backend == "mysql" {
+        match common::ScratchDatabase::mysql().await {
+            Ok(db) => {
+                let process = ["mariadbd", "mysqld"]
+                    .into_iter()
+                    .find(|name| !common::cpu_by_process(name).is_empty());
+                bench_backend("MySQL/MariaDB", &db.url, process, &a).await;
+                db.drop().await;
+            }
+            Err(e) => println!("\n## MySQL/MariaDB: skipped ({e}); set BENCH_MYSQL_URL"),
         }
     }
 }

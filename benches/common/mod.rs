@@ -1,5 +1,5 @@
 //! Shared by the benchmarks: the server binary as a child process, a
-//! deterministic RNG and a throwaway PostgreSQL database.
+//! deterministic RNG and throwaway PostgreSQL and MySQL databases.
 
 #![allow(dead_code)] // Each bench uses its own subset.
 
@@ -176,42 +176,52 @@ impl Drop for Server {
     }
 }
 
-/// A fresh PostgreSQL database, from BENCH_POSTGRES_URL's server.
-pub struct PgDatabase {
+/// A throwaway database on a server the bench does not start.
+pub struct ScratchDatabase {
     admin: DatabaseConnection,
-    name: String,
+    drop_sql: String,
     pub url: String,
 }
 
-impl PgDatabase {
-    /// Creates it, or says why not.
-    pub async fn create() -> Result<Self, sea_orm::DbErr> {
+impl ScratchDatabase {
+    /// On BENCH_POSTGRES_URL's server, or says why not.
+    pub async fn postgres() -> Result<Self, sea_orm::DbErr> {
         let admin_url =
             std::env::var("BENCH_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let admin = Database::connect(&admin_url).await?;
-        let name = format!("cs_bench_{}_{}", std::process::id(), rand_suffix());
         // e.g. `TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'`:
         // the linguistic collation many production databases default to.
         let clauses = std::env::var("BENCH_POSTGRES_CREATE").unwrap_or_default();
+        Self::create(&admin_url, &clauses, "WITH (FORCE)").await
+    }
+
+    /// On BENCH_MYSQL_URL's MySQL or MariaDB server, or says why not.
+    pub async fn mysql() -> Result<Self, sea_orm::DbErr> {
+        let admin_url = std::env::var("BENCH_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+        Self::create(&admin_url, "", "").await
+    }
+
+    async fn create(admin_url: &str, create_clauses: &str, drop_clauses: &str) -> Result<Self, sea_orm::DbErr> {
+        let admin = Database::connect(admin_url).await?;
+        let name = format!("cs_bench_{}_{}", std::process::id(), rand_suffix());
         admin
-            .execute_unprepared(&format!("CREATE DATABASE {name} {clauses}"))
+            .execute_unprepared(&format!("CREATE DATABASE {name} {create_clauses}"))
             .await?;
         // The admin URL's options (`?sslmode=...`) apply to the new database too.
         let (base, options) = match admin_url.find('?') {
             Some(at) => admin_url.split_at(at),
-            None => (admin_url.as_str(), ""),
+            None => (admin_url, ""),
         };
         let server = base.rsplit_once('/').map_or(base, |p| p.0);
-        let url = format!("{server}/{name}{options}");
-        Ok(Self { admin, name, url })
+        Ok(Self {
+            admin,
+            drop_sql: format!("DROP DATABASE IF EXISTS {name} {drop_clauses}"),
+            url: format!("{server}/{name}{options}"),
+        })
     }
 
     /// Drops it.
     pub async fn drop(self) {
-        let _ = self
-            .admin
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .await;
+        let _ = self.admin.execute_unprepared(&self.drop_sql).await;
     }
 }
 
