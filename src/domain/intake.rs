@@ -88,7 +88,7 @@ pub struct Resolution {
 
 /// The intake use case.
 ///
-/// Calls queue for batch writers that resolve whatever has accumulated with
+/// Calls queue for a batch writer that resolves whatever has accumulated with
 /// two set-based statements, one read and one atomic write (group commit):
 /// the cost of a transaction is paid once per batch instead of once per
 /// ticket. Tickets a
@@ -117,34 +117,25 @@ enum Attempt {
 }
 
 impl TicketIntake {
-    /// Intake over the customer directory; starts the batch writers.
+    /// Intake over the customer directory; starts the batch writer.
     ///
-    /// Writers run on threads of their own: on the server's runtime each
-    /// statement's result woke a writer through the runtime's shared queue,
+    /// The writer runs on a thread of its own: on the server's runtime each
+    /// statement's result woke it through the runtime's shared queue,
     /// behind the gRPC tasks (on SQLite half of each batch's time was that
-    /// wait). SQLite: one writer (SQLite has one anyway). PostgreSQL: one,
-    /// with a connection its own runtime drives: two overlapped their round
-    /// trips but split the queue into batches half as large, which cost
-    /// the database up to 40% more CPU per ticket. MySQL: two, on the
-    /// pool's connections, which the server's runtime drives.
+    /// wait). MySQL's stays on the runtime that drives the pool's sockets.
+    /// One writer on every backend: two overlapped their round trips but
+    /// split the queue into batches half as large, which cost the database
+    /// 20-40% more CPU per ticket for no more tickets a second.
     pub fn new(customers: Customers) -> Self {
         let (queue, jobs) = mpsc::channel(4 * MAX_BATCH);
+        // Shared, so that a writer can start again on the server's runtime.
         let jobs = Arc::new(Mutex::new(jobs));
-        let store = customers.store();
-        let (writers, own_thread) = match store.backend() {
-            DbBackend::Sqlite => (1, true),
-            DbBackend::Postgres => (1, true),
-            // MySQL goes through the pool, whose sockets the server's runtime drives.
-            _ => (2, false),
-        };
-        for _ in 0..writers {
-            let writer = batch_writer(customers.clone(), jobs.clone());
-            if !own_thread {
-                tokio::spawn(writer);
-            } else if let Err(e) = spawn_dedicated(writer) {
-                tracing::warn!(error = %e, "no thread for an intake writer; it shares the server's runtime");
-                tokio::spawn(batch_writer(customers.clone(), jobs.clone()));
-            }
+        let writer = batch_writer(customers.clone(), jobs.clone());
+        if customers.store().backend() == DbBackend::MySql {
+            tokio::spawn(writer);
+        } else if let Err(e) = spawn_dedicated(writer) {
+            tracing::warn!(error = %e, "no thread for the intake writer; it shares the server's runtime");
+            tokio::spawn(batch_writer(customers.clone(), jobs));
         }
         Self { customers, queue }
     }

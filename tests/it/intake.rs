@@ -321,3 +321,47 @@ async fn concurrent_replays_of_one_ticket_agree() {
     assert_eq!(distinct.len(), 1, "{distinct:?}");
     assert!(answers[0].created);
 }
+
+/// Batches that count tickets for several customers at once: each gets its
+/// own tickets (a different number each), and the stored counters agree
+/// with the answers.
+#[tokio::test]
+async fn concurrent_tickets_for_several_customers_count_on_each() {
+    let app = spawn_app().await;
+    let email = |c: usize| format!("regular{c}@example.com");
+    let extra = |c: usize| 2 * c + 2;
+    let mut firsts = Vec::new();
+    for c in 0..5 {
+        let answer = resolve(&app, ticket(&format!("T-first-{c}"), "Regular", &email(c), "")).await;
+        firsts.push(answer.customer.unwrap());
+    }
+    let tickets: Vec<(usize, String)> = (0..5)
+        .flat_map(|c| (0..extra(c)).map(move |k| (c, format!("T-{c}-{k}"))))
+        .collect();
+    let calls = tickets.iter().map(|(c, id)| {
+        let mut client = app.intake.clone();
+        let req = ticket(id, "", &email(*c), "");
+        async move { client.resolve_ticket_customer(req).await.map(|r| r.into_inner()) }
+    });
+    let answers: Vec<_> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let secs = |t: &Option<prost_types::Timestamp>| t.as_ref().map(|t| (t.seconds, t.nanos));
+    for (c, first) in firsts.iter().enumerate() {
+        let theirs: Vec<_> = tickets
+            .iter()
+            .zip(&answers)
+            .filter(|((owner, _), _)| *owner == c)
+            .map(|(_, a)| a.customer.clone().unwrap())
+            .collect();
+        assert!(theirs.iter().all(|t| t.id == first.id), "customer {c} matched by email");
+        let stored = app.get(&first.id).await;
+        assert_eq!(stored.ticket_count, 1 + extra(c) as i64, "customer {c}");
+        assert_eq!(stored.first_ticket_time, first.first_ticket_time, "customer {c}");
+        let latest = theirs.iter().map(|t| secs(&t.last_ticket_time)).max().unwrap();
+        assert_eq!(secs(&stored.last_ticket_time), latest, "customer {c}");
+        assert!(latest >= secs(&first.last_ticket_time));
+    }
+}
