@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet};
 use customer_service::proto::v1::{self as pb, customer::State, resolve_ticket_customer_response::MatchedBy};
 use tonic::Code;
 
-use crate::harness::{TestApp, bad_fields, spawn_app, spawn_on, test_settings};
+use customer_service::api::limits::Limits;
+
+use crate::harness::{TestApp, bad_fields, spawn_app, spawn_on, spawn_with_limits, test_settings};
 
 fn ticket(id: &str, name: &str, email: &str, mobile: &str) -> pb::ResolveTicketCustomerRequest {
     pb::ResolveTicketCustomerRequest {
@@ -364,4 +366,47 @@ async fn concurrent_tickets_for_several_customers_count_on_each() {
         assert_eq!(secs(&stored.last_ticket_time), latest, "customer {c}");
         assert!(latest >= secs(&first.last_ticket_time));
     }
+}
+
+/// A call whose deadline passes while its ticket waits ends with
+/// DEADLINE_EXCEEDED, and a retry tells what it did: the same customer,
+/// `created` as first decided, one customer and one counted ticket.
+#[tokio::test]
+async fn a_retry_after_a_deadline_tells_what_the_first_call_did() {
+    use sea_orm::{ConnectOptions, ConnectionTrait, Database, TransactionTrait};
+
+    // The server's own deadline: a caller's `grpc-timeout` is also kept by
+    // tonic's client, which would answer CANCELLED first.
+    let app = spawn_with_limits(Limits {
+        unary_timeout: std::time::Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    // Another connection holds the lock a ticket's link insert needs.
+    let holder = Database::connect(ConnectOptions::new(app.db.url.clone()).max_connections(1).to_owned())
+        .await
+        .unwrap();
+    let lock = holder.begin().await.unwrap();
+    let take = match holder.get_database_backend() {
+        sea_orm::DbBackend::Sqlite => "DELETE FROM ticket_links WHERE 0", // the write lock
+        sea_orm::DbBackend::Postgres => "LOCK TABLE ticket_links IN SHARE MODE",
+        _ => "SELECT ticket_id FROM ticket_links FOR UPDATE", // a gap lock on every insert
+    };
+    lock.execute_unprepared(take).await.unwrap();
+    let answer = app
+        .intake
+        .clone()
+        .resolve_ticket_customer(ticket("T-late", "Late", "late@example.com", ""))
+        .await;
+    lock.rollback().await.unwrap();
+    let status = answer.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+
+    let retry = resolve(&app, ticket("T-late", "Late", "late@example.com", "")).await;
+    assert!(retry.created, "the ticket created its customer, once");
+    let customers = customers_with_email(&app, "late@example.com").await;
+    assert_eq!(customers.len(), 1);
+    assert_eq!(customers[0].id, retry.customer.as_ref().unwrap().id);
+    assert_eq!(customers[0].ticket_count, 1);
+    assert_eq!(resolve(&app, ticket("T-late", "", "late@example.com", "")).await, retry);
 }
