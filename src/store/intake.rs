@@ -237,9 +237,9 @@ pub async fn insert_links(db: &impl ConnectionTrait, links: &[ticket_link::Model
 }
 
 /// Adds `run` to its customers' counters with one statement: on MySQL,
-/// where this is the batch path, one a customer was a round trip each and
-/// most of a batch's time. `IN` walks the primary key in id order, so
-/// concurrent writers still lock the rows in one order.
+/// where this is the batch path, one per customer cost a round trip each.
+/// `IN` walks the primary key in id order, so concurrent writers still
+/// lock the rows in one order.
 async fn count_tickets(db: &impl ConnectionTrait, run: &[TicketCount<'_>]) -> Result<(), DbErr> {
     use customer::Column::{FirstTicketTime, Id, LastTicketTime, TicketCount as Count};
     let by_customer = |value: &dyn Fn(&TicketCount) -> Expr| {
