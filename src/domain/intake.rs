@@ -12,7 +12,7 @@ use std::{
     sync::Arc,
 };
 
-use sea_orm::{DbBackend, DbErr};
+use sea_orm::DbErr;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{
@@ -122,7 +122,7 @@ impl TicketIntake {
     /// The writer runs on a thread of its own: on the server's runtime each
     /// statement's result woke it through the runtime's shared queue,
     /// behind the gRPC tasks (on SQLite half of each batch's time was that
-    /// wait). MySQL's stays on the runtime that drives the pool's sockets.
+    /// wait); its connection is its own, opened on its thread.
     /// One writer on every backend: two overlapped their round trips but
     /// split the queue into batches half as large, which cost the database
     /// up to 40% more CPU per ticket (MySQL ~30%) for no more tickets a
@@ -131,10 +131,7 @@ impl TicketIntake {
         let (queue, jobs) = mpsc::channel(4 * MAX_BATCH);
         // Shared, so that a writer can start again on the server's runtime.
         let jobs = Arc::new(Mutex::new(jobs));
-        let writer = batch_writer(customers.clone(), jobs.clone());
-        if customers.store().backend() == DbBackend::MySql {
-            tokio::spawn(writer);
-        } else if let Err(e) = spawn_dedicated(writer) {
+        if let Err(e) = spawn_dedicated(batch_writer(customers.clone(), jobs.clone())) {
             tracing::warn!(error = %e, "no thread for the intake writer; it shares the server's runtime");
             tokio::spawn(batch_writer(customers.clone(), jobs));
         }

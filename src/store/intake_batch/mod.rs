@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::{
-    DbBackend, DbErr, RuntimeErr,
+    DatabaseConnection, DbBackend, DbErr, RuntimeErr, SqlxMySqlConnector, TransactionTrait,
     sqlx::{self, Connection, PgConnection, Row, postgres::PgRow},
 };
 use serde::Deserialize;
@@ -69,6 +69,8 @@ pub struct BatchWriter {
     store: Store,
     sqlite: Option<rusqlite::Connection>,
     pg: Option<PgConnection>,
+    /// A pool of one, so that it reconnects as the store's pool does.
+    mysql: Option<DatabaseConnection>,
 }
 
 impl BatchWriter {
@@ -77,6 +79,7 @@ impl BatchWriter {
             store,
             sqlite: None,
             pg: None,
+            mysql: None,
         }
     }
 
@@ -85,12 +88,21 @@ impl BatchWriter {
     /// before TCP_NODELAY can be set (`store/nodelay.rs`). On failure the
     /// first batch tries again. SQLite's connection opens in microseconds.
     pub async fn warm_up(&mut self) {
-        if self.store.backend() != DbBackend::Postgres || self.pg.is_some() {
-            return;
-        }
-        match Box::pin(connect_pg(self.store.conn().get_postgres_connection_pool())).await {
-            Ok(conn) => self.pg = Some(conn),
-            Err(e) => tracing::debug!(error = %e, "the intake batch connection opens with the first batch"),
+        let opened = match self.store.backend() {
+            DbBackend::Postgres if self.pg.is_none() => {
+                Box::pin(connect_pg(self.store.conn().get_postgres_connection_pool()))
+                    .await
+                    .map(|conn| self.pg = Some(conn))
+            }
+            DbBackend::MySql if self.mysql.is_none() => {
+                Box::pin(connect_mysql(self.store.conn().get_mysql_connection_pool()))
+                    .await
+                    .map(|conn| self.mysql = Some(conn))
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = opened {
+            tracing::debug!(error = %e, "the intake batch connection opens with the first batch");
         }
     }
 
@@ -102,12 +114,22 @@ impl BatchWriter {
         {
             tracing::debug!(error = %e, "closing the intake batch connection");
         }
+        if let Some(conn) = self.mysql
+            && let Err(e) = conn.close().await
+        {
+            tracing::debug!(error = %e, "closing the intake batch connection");
+        }
     }
 
     /// Starts a batch. On SQLite it holds the store's writer slot until it
     /// ends, so nothing writes between its read and its write.
     pub async fn start(&mut self) -> Result<Batch<'_>, DbErr> {
-        let Self { store, sqlite, pg } = self;
+        let Self {
+            store,
+            sqlite,
+            pg,
+            mysql,
+        } = self;
         let conn = match (store.backend(), store.sqlite_file()) {
             (DbBackend::Sqlite, Some(file)) => {
                 let slot = store.writer_slot().await;
@@ -126,7 +148,18 @@ impl BatchWriter {
                 }
                 Conn::Postgres(pg)
             }
-            // MySQL, and SQLite in memory (no file for a second driver).
+            (DbBackend::MySql, _) => {
+                if mysql.is_none() {
+                    *mysql = Some(Box::pin(connect_mysql(store.conn().get_mysql_connection_pool())).await?);
+                }
+                let own = mysql.as_ref().expect("opened above");
+                Conn::Orm(WriteTxn {
+                    txn: Box::pin(own.begin()).await?,
+                    _writer: None,
+                    committed: None,
+                })
+            }
+            // SQLite in memory (no file for a second driver).
             // SeaORM's futures are kilobytes: boxed, here and below, so that
             // the SQLite and PostgreSQL batches do not carry them.
             _ => Conn::Orm(Box::pin(store.begin_write()).await?),
@@ -151,6 +184,20 @@ async fn connect_pg(pool: &sqlx::PgPool) -> Result<PgConnection, DbErr> {
         super::nodelay::apply(options.get_port());
     }
     Ok(conn)
+}
+
+/// MySQL's: a pool of one connection with the store pool's settings,
+/// opened on the writer's runtime (see [`connect_pg`]).
+async fn connect_mysql(pool: &sqlx::MySqlPool) -> Result<DatabaseConnection, DbErr> {
+    let own = pool
+        .options()
+        .clone()
+        .max_connections(1)
+        .min_connections(1)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?;
+    Ok(SqlxMySqlConnector::from_sqlx_mysql_pool(own))
 }
 
 fn exec_err(e: sqlx::Error) -> DbErr {
