@@ -149,10 +149,10 @@ impl BatchWriter {
                 Conn::Postgres(pg)
             }
             (DbBackend::MySql, _) => {
-                if mysql.is_none() {
-                    *mysql = Some(Box::pin(connect_mysql(store.conn().get_mysql_connection_pool())).await?);
-                }
-                let own = mysql.as_ref().expect("opened above");
+                let own = match mysql {
+                    Some(own) => own,
+                    None => mysql.insert(Box::pin(connect_mysql(store.conn().get_mysql_connection_pool())).await?),
+                };
                 Conn::Orm(WriteTxn {
                     txn: Box::pin(own.begin()).await?,
                     _writer: None,
