@@ -34,7 +34,7 @@ use std::{
 
 mod common;
 
-use common::{BIN, Rng, Server};
+use common::{Rng, Server};
 use customer_service::proto::v1::{
     self as pb, customer_service_client::CustomerServiceClient, ticket_intake_service_client::TicketIntakeServiceClient,
 };
@@ -417,8 +417,9 @@ async fn bench_backend(label: &str, url: &str, database: Option<&str>, a: &Args)
 async fn main() {
     let a = args();
     println!(
-        "intake benchmark on {} cores; server = {BIN}",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "intake benchmark on {} cores; server = {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        common::server_bin()
     );
     if a.backend == "all" || a.backend == "sqlite" {
         let dir = tempfile::tempdir().unwrap();

@@ -28,11 +28,16 @@ pub fn flags() -> Vec<(String, String)> {
 /// The server binary cargo built for this bench.
 pub const BIN: &str = env!("CARGO_BIN_EXE_customer-service");
 
+/// The binary served, as the bench's header reports it.
+pub fn server_bin() -> String {
+    std::env::var("BENCH_SERVER_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
+
 /// The binary to serve: `BENCH_SERVER_BIN` (another build, for an A/B
 /// comparison in one session), else this build's. `BENCH_SERVER_WRAP`
 /// (e.g. `valgrind --tool=callgrind`) runs it under a tool.
 fn server_command() -> Command {
-    let bin = std::env::var("BENCH_SERVER_BIN").unwrap_or_else(|_| BIN.to_owned());
+    let bin = server_bin();
     let wrap = std::env::var("BENCH_SERVER_WRAP").unwrap_or_default();
     let mut words = wrap.split_whitespace();
     match words.next() {
