@@ -17,7 +17,8 @@
 //! Prints calls/s, the latency at p50/p90/p99/p99.9 and of the slowest
 //! call, the CPU per call of the server, of this client and of a local
 //! database server's processes (steadier than calls/s on a shared machine), the
-//! ratio that CPU allows, the ratio in each turn, and the server's peak RSS.
+//! ratio that CPU allows, intake's mean latency beside the calls in flight
+//! over calls/s, the ratio in each turn, and the server's peak RSS.
 //!
 //! Ticket ids are `T` and a zero-padded number counting up across callers,
 //! as a ticketing platform issues them (`--ticket-ids per-caller`: one
@@ -224,6 +225,11 @@ impl Outcome {
         self.cpu.map(|c| c.total() / self.calls.max(1) as f64)
     }
 
+    fn mean_ms(&self) -> f64 {
+        let sum: u64 = self.latencies_us.iter().map(|&l| u64::from(l)).sum();
+        sum as f64 / self.latencies_us.len().max(1) as f64 / 1000.0
+    }
+
     fn pct(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return 0.0;
@@ -408,6 +414,15 @@ async fn bench_backend(label: &str, url: &str, database: Option<&str>, a: &Args)
     if let Some((i, t)) = intake.cpu_each().zip(trivial.cpu_each()) {
         println!("CPU per call, trivial / intake = {:.1}%", 100.0 * t / i);
     }
+    // A closed loop: the mean latency is the calls in flight over calls/s
+    // (Little's law), so at a given spread p99 moves with calls/s.
+    println!(
+        "intake latency: mean {:.2} ms ({} in flight / calls/s = {:.2} ms), p99 / mean = {:.2}",
+        intake.mean_ms(),
+        a.concurrency,
+        1000.0 * a.concurrency as f64 / intake.rate(),
+        intake.pct(0.99) / intake.mean_ms()
+    );
     let ratios: Vec<String> = ratios.iter().map(|r| format!("{r:.1}%")).collect();
     println!("per turn: {}", ratios.join(", "));
     println!("server RSS: peak {peak:.1} MiB, now {now:.1} MiB");
