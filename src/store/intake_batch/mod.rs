@@ -175,7 +175,7 @@ impl BatchWriter {
 async fn connect_pg(pool: &sqlx::PgPool) -> Result<PgConnection, DbErr> {
     let options = pool.connect_options();
     let limit = pool.options().get_acquire_timeout();
-    let conn = tokio::time::timeout(limit, PgConnection::connect_with(&options))
+    let mut conn = tokio::time::timeout(limit, PgConnection::connect_with(&options))
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)
         .and_then(|connected| connected)
@@ -183,7 +183,23 @@ async fn connect_pg(pool: &sqlx::PgPool) -> Result<PgConnection, DbErr> {
     if options.get_socket().is_none() {
         super::nodelay::apply(options.get_port());
     }
+    if !options.get_options().is_some_and(|o| o.contains("plan_cache_mode")) {
+        generic_plans(&mut conn).await;
+    }
     Ok(conn)
+}
+
+/// The batch statements' plans do not depend on their values (one index
+/// probe per key), yet PostgreSQL kept planning them afresh: its custom
+/// plans for the first, small batches looked cheaper than a generic one.
+/// A batch of one ticket spent about half of the database's CPU on it.
+/// An operator's own `plan_cache_mode` (the URL's `options`)
+/// stands; a pooler that drops the setting costs only that CPU.
+async fn generic_plans(conn: &mut PgConnection) {
+    use sqlx::Executor;
+    if let Err(e) = conn.execute("SET plan_cache_mode = force_generic_plan").await {
+        tracing::debug!(error = %e, "intake batches keep PostgreSQL's own choice of plans");
+    }
 }
 
 /// MySQL's: a pool of one connection with the store pool's settings,
@@ -550,6 +566,31 @@ mod tests {
         }
         let mode: String = own.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    /// On TEST_DATABASE_URL's PostgreSQL (`.ci/run` runs it there).
+    #[tokio::test]
+    async fn the_writers_postgres_connection_plans_once_unless_told_otherwise() {
+        let Some(url) = std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+        else {
+            eprintln!("SKIPPED: TEST_DATABASE_URL names no PostgreSQL database");
+            return;
+        };
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let custom = format!("{url}{separator}options=-c%20plan_cache_mode%3Dforce_custom_plan");
+        for (url, expected) in [(url, "force_generic_plan"), (custom, "force_custom_plan")] {
+            let store = Store::connect(&url, &PoolSettings::default()).await.unwrap();
+            let mut conn = connect_pg(store.conn().get_postgres_connection_pool()).await.unwrap();
+            let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(mode, expected, "{url}");
+            conn.close().await.unwrap();
+            store.close().await.unwrap();
+        }
     }
 
     #[test]
