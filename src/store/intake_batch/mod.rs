@@ -193,8 +193,8 @@ async fn connect_pg(pool: &sqlx::PgPool) -> Result<PgConnection, DbErr> {
 /// probe per key), yet PostgreSQL kept planning them afresh: its custom
 /// plans for the first, small batches looked cheaper than a generic one.
 /// A batch of one ticket spent about half of the database's CPU on it.
-/// An operator's own `plan_cache_mode` (the URL's `options`)
-/// stands; a pooler that drops the setting costs only that CPU.
+/// An operator's own `plan_cache_mode` (the URL's `options`) stands; a
+/// pooler that drops the setting costs only that CPU.
 async fn generic_plans(conn: &mut PgConnection) {
     use sqlx::Executor;
     if let Err(e) = conn.execute("SET plan_cache_mode = force_generic_plan").await {
@@ -570,7 +570,7 @@ mod tests {
 
     /// On TEST_DATABASE_URL's PostgreSQL (`.ci/run` runs it there).
     #[tokio::test]
-    async fn the_writers_postgres_connection_plans_once_unless_told_otherwise() {
+    async fn the_writers_postgres_connection_asks_for_generic_plans_unless_told_otherwise() {
         let Some(url) = std::env::var("TEST_DATABASE_URL")
             .ok()
             .filter(|u| u.starts_with("postgres"))
