@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     domain::{customers::CustomerSettings, mobile::Region},
-    store::PoolSettings,
+    store::{PoolSettings, sockets::DeadPeer},
 };
 
 /// customer-service: the customers of a helpdesk, over gRPC.
@@ -129,6 +129,12 @@ pub struct DatabaseArgs {
     /// Seconds a call waits for a database connection before failing UNAVAILABLE.
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
     pub db_acquire_timeout_secs: u64,
+    /// Seconds a database TCP connection may leave data or keepalive probes
+    /// unanswered before it counts as dead and is replaced (a failover, a
+    /// host gone); 0 leaves the OS defaults, under which a statement waits
+    /// ~15 minutes on a vanished server.
+    #[arg(long, env = "DB_TCP_USER_TIMEOUT_SECS", default_value_t = 15)]
+    pub db_tcp_user_timeout_secs: u64,
 }
 
 impl DatabaseArgs {
@@ -146,6 +152,8 @@ impl DatabaseArgs {
         PoolSettings {
             max_connections: self.db_max_connections.max(1),
             acquire_timeout: Duration::from_secs(self.db_acquire_timeout_secs.max(1)),
+            dead_peer: (self.db_tcp_user_timeout_secs > 0)
+                .then(|| DeadPeer(Duration::from_secs(self.db_tcp_user_timeout_secs))),
         }
     }
 }

@@ -9,9 +9,9 @@ pub mod hub;
 pub mod intake;
 pub mod intake_batch;
 pub mod migration;
-pub mod nodelay;
 pub mod organizations;
 pub mod pg;
+pub mod sockets;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -24,6 +24,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::domain::Error;
 use migration::Migrator;
+use sockets::DeadPeer;
 
 /// Connection pool settings.
 #[derive(Debug, Clone)]
@@ -32,6 +33,9 @@ pub struct PoolSettings {
     pub max_connections: u32,
     /// How long a call may wait for a connection before failing UNAVAILABLE.
     pub acquire_timeout: Duration,
+    /// When a silent database connection counts as dead (TCP); `None`
+    /// leaves the operating system's defaults.
+    pub dead_peer: Option<DeadPeer>,
 }
 
 impl Default for PoolSettings {
@@ -39,6 +43,7 @@ impl Default for PoolSettings {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            dead_peer: Some(DeadPeer(Duration::from_secs(15))),
         }
     }
 }
@@ -61,6 +66,8 @@ pub struct Store {
     /// SQLite on a file (not in memory): its path, for connections of
     /// other drivers (the intake batch writer's).
     sqlite_file: Option<Arc<Path>>,
+    /// For connections opened outside the pool (the intake batch writer's).
+    dead_peer: Option<DeadPeer>,
 }
 
 /// A write transaction. On SQLite it holds the writer slot until dropped.
@@ -101,6 +108,7 @@ impl Store {
                 sqlite_writer: None,
                 committed: None,
                 sqlite_file: None,
+                dead_peer: pool.dead_peer,
             });
         }
         let writer = Database::connect(Self::options(url, pool, 1)).await?;
@@ -119,6 +127,7 @@ impl Store {
             committed,
             sqlite_writer: Some(slot),
             db,
+            dead_peer: None,
         })
     }
 
@@ -126,15 +135,16 @@ impl Store {
         let mut opts = ConnectOptions::new(url.to_owned());
         if let Some(port) = tcp_port(url) {
             // sqlx's own hook runs for every connection the pool opens.
+            let dead_peer = pool.dead_peer;
             opts.map_sqlx_postgres_pool_opts(move |o| {
                 o.after_connect(move |_, _| {
-                    nodelay::apply(port);
+                    sockets::apply(port, dead_peer);
                     Box::pin(async { Ok(()) })
                 })
             })
             .map_sqlx_mysql_pool_opts(move |o| {
                 o.after_connect(move |_, _| {
-                    nodelay::apply(port);
+                    sockets::apply(port, dead_peer);
                     Box::pin(async { Ok(()) })
                 })
             });
@@ -219,6 +229,12 @@ impl Store {
             _writer: writer,
             committed: self.committed.clone(),
         })
+    }
+
+    /// When the store's TCP connections count as dead, for connections
+    /// opened outside the pool.
+    pub(crate) fn dead_peer(&self) -> Option<DeadPeer> {
+        self.dead_peer
     }
 
     /// The SQLite database's file, unless it lives in memory.

@@ -186,7 +186,14 @@ pub async fn spawn_app_with(settings: CustomerSettings) -> TestApp {
 
 /// Starts a server on an existing test database.
 pub async fn spawn_on(db: TestDb, settings: CustomerSettings) -> TestApp {
-    spawn_configured(db, settings, AuthSettings::default(), Limits::default()).await
+    spawn_configured(
+        db,
+        settings,
+        AuthSettings::default(),
+        Limits::default(),
+        PoolSettings::default(),
+    )
+    .await
 }
 
 /// Starts a server that authenticates callers with a tokens file.
@@ -196,22 +203,55 @@ pub async fn spawn_with_tokens(tokens_file: std::path::PathBuf) -> TestApp {
         tokens_file: Some(tokens_file),
         allow_unauthenticated: false,
     };
-    spawn_configured(TestDb::new().await, test_settings(), auth, Limits::default()).await
+    spawn_configured(
+        TestDb::new().await,
+        test_settings(),
+        auth,
+        Limits::default(),
+        PoolSettings::default(),
+    )
+    .await
 }
 
 /// Starts a server with custom protective limits.
 #[allow(dead_code)]
 pub async fn spawn_with_limits(limits: Limits) -> TestApp {
-    spawn_configured(TestDb::new().await, test_settings(), AuthSettings::default(), limits).await
+    spawn_configured(
+        TestDb::new().await,
+        test_settings(),
+        AuthSettings::default(),
+        limits,
+        PoolSettings::default(),
+    )
+    .await
 }
 
-async fn spawn_configured(db: TestDb, settings: CustomerSettings, auth: AuthSettings, limits: Limits) -> TestApp {
+/// Starts a server with custom database connection settings.
+#[allow(dead_code)]
+pub async fn spawn_with_pool(pool: PoolSettings) -> TestApp {
+    spawn_configured(
+        TestDb::new().await,
+        test_settings(),
+        AuthSettings::default(),
+        Limits::default(),
+        pool,
+    )
+    .await
+}
+
+async fn spawn_configured(
+    db: TestDb,
+    settings: CustomerSettings,
+    auth: AuthSettings,
+    limits: Limits,
+    pool: PoolSettings,
+) -> TestApp {
     init_logs();
     let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let config = ServerConfig {
         database_url: db.url.clone(),
-        pool: PoolSettings::default(),
+        pool,
         customers: settings,
         drain_timeout: Duration::from_secs(5),
         auth,

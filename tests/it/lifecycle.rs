@@ -104,7 +104,7 @@ async fn accepted_connections_have_tcp_nodelay() {
         .await
         .unwrap();
     let mut accepted = 0;
-    customer_service::store::nodelay::each_socket(|socket| {
+    customer_service::store::sockets::each_socket(|socket| {
         let local = socket.local_addr().ok().and_then(|a| a.as_socket());
         // The listener has no peer; the server keeps the connections open
         // while `app` lives, so reading their option cannot fail.

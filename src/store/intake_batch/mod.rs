@@ -85,14 +85,12 @@ impl BatchWriter {
 
     /// Opens the PostgreSQL connection ahead of the first batch, which
     /// otherwise waited for it: 100+ ms over TLS, whose handshake runs
-    /// before TCP_NODELAY can be set (`store/nodelay.rs`). On failure the
+    /// before TCP_NODELAY can be set (`store/sockets.rs`). On failure the
     /// first batch tries again. SQLite's connection opens in microseconds.
     pub async fn warm_up(&mut self) {
         let opened = match self.store.backend() {
             DbBackend::Postgres if self.pg.is_none() => {
-                Box::pin(connect_pg(self.store.conn().get_postgres_connection_pool()))
-                    .await
-                    .map(|conn| self.pg = Some(conn))
+                Box::pin(connect_pg(&self.store)).await.map(|conn| self.pg = Some(conn))
             }
             DbBackend::MySql if self.mysql.is_none() => {
                 Box::pin(connect_mysql(self.store.conn().get_mysql_connection_pool()))
@@ -144,7 +142,7 @@ impl BatchWriter {
             }
             (DbBackend::Postgres, _) => {
                 if pg.is_none() {
-                    *pg = Some(Box::pin(connect_pg(store.conn().get_postgres_connection_pool())).await?);
+                    *pg = Some(Box::pin(connect_pg(store)).await?);
                 }
                 Conn::Postgres(pg)
             }
@@ -172,7 +170,8 @@ impl BatchWriter {
 /// the writer's runtime so that its socket's readiness wakes the writer
 /// there, not behind the gRPC tasks of the server's runtime. Bounded by
 /// the pool's acquire timeout, as a connection from the pool would be.
-async fn connect_pg(pool: &sqlx::PgPool) -> Result<PgConnection, DbErr> {
+async fn connect_pg(store: &Store) -> Result<PgConnection, DbErr> {
+    let pool = store.conn().get_postgres_connection_pool();
     let options = pool.connect_options();
     let limit = pool.options().get_acquire_timeout();
     let mut conn = tokio::time::timeout(limit, PgConnection::connect_with(&options))
@@ -181,7 +180,7 @@ async fn connect_pg(pool: &sqlx::PgPool) -> Result<PgConnection, DbErr> {
         .and_then(|connected| connected)
         .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?;
     if options.get_socket().is_none() {
-        super::nodelay::apply(options.get_port());
+        super::sockets::apply(options.get_port(), store.dead_peer());
     }
     if !options.get_options().is_some_and(|o| o.contains("plan_cache_mode")) {
         generic_plans(&mut conn).await;
@@ -582,7 +581,7 @@ mod tests {
         let custom = format!("{url}{separator}options=-c%20plan_cache_mode%3Dforce_custom_plan");
         for (url, expected) in [(url, "force_generic_plan"), (custom, "force_custom_plan")] {
             let store = Store::connect(&url, &PoolSettings::default()).await.unwrap();
-            let mut conn = connect_pg(store.conn().get_postgres_connection_pool()).await.unwrap();
+            let mut conn = connect_pg(&store).await.unwrap();
             let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
                 .fetch_one(&mut conn)
                 .await
