@@ -1,6 +1,9 @@
 //! TicketIntakeService: matching, fill-in, restore, idempotency and races.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use customer_service::proto::v1::{self as pb, customer::State, resolve_ticket_customer_response::MatchedBy};
 use tonic::Code;
@@ -409,4 +412,95 @@ async fn a_retry_after_a_deadline_tells_what_the_first_call_did() {
     assert_eq!(customers[0].id, retry.customer.as_ref().unwrap().id);
     assert_eq!(customers[0].ticket_count, 1);
     assert_eq!(resolve(&app, ticket("T-late", "", "late@example.com", "")).await, retry);
+}
+
+/// An all-or-nothing import (or a dry run) holds its transaction, and the
+/// row locks of the customers it updated, until its stream ends. A ticket
+/// for such a customer waits for it; tickets for everyone else must not
+/// wait behind that ticket's batch. PostgreSQL: on SQLite the import holds
+/// the database's one write lock, so every write waits (see the README).
+#[tokio::test]
+async fn tickets_are_not_held_up_behind_a_customer_an_open_import_has_locked() {
+    let app = spawn_app().await;
+    let Some((admin_url, name)) = app.db.postgres_admin() else {
+        eprintln!("SKIPPED: row locks of an open import are PostgreSQL's (TEST_DATABASE_URL=postgres://...)");
+        return;
+    };
+    let locked = app.create("Locked", "locked@example.com", "").await;
+    let free = app.create("Free", "free@example.com", "").await;
+
+    // A full batch, so that it is written (and `locked` updated) while the
+    // stream stays open.
+    let mut file = String::from("name,email\nLocked Renamed,locked@example.com\n");
+    for i in 1..customer_service::domain::import::BATCH_ROWS {
+        file.push_str(&format!("Person {i},p{i}@example.com\n"));
+    }
+    let (tx, import) = crate::harness::open_import(app.customers.clone(), 4);
+    let options = pb::ImportOptions {
+        all_or_nothing: true,
+        ..Default::default()
+    };
+    for message in crate::import::messages(Some(options), &[file.as_bytes()]) {
+        tx.send(message).await.unwrap();
+    }
+    let admin = sea_orm::Database::connect(&admin_url).await.unwrap();
+    let open =
+        format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND state = 'idle in transaction'");
+    let mut waited = 0;
+    while waited < 200 && one_count(&admin, &open).await == 0 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        waited += 1;
+    }
+    assert!(
+        waited < 200,
+        "the import wrote its first batch and holds its transaction"
+    );
+
+    let mut intake = app.intake.clone();
+    let held = tokio::spawn(async move {
+        intake
+            .resolve_ticket_customer(ticket("T-locked", "Locked", "locked@example.com", ""))
+            .await
+    });
+    let waiting =
+        format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND wait_event_type = 'Lock'");
+    waited = 0;
+    while waited < 200 && one_count(&admin, &waiting).await == 0 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        waited += 1;
+    }
+    assert!(
+        waited < 200,
+        "the locked customer's ticket waits on the import's row lock"
+    );
+
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        resolve(&app, ticket("T-free", "Free", "free@example.com", "")),
+    )
+    .await
+    .expect("a ticket for another customer is answered while the import is open");
+    assert_eq!(answer.customer.unwrap().id, free.id);
+    assert!(!held.is_finished(), "the locked customer's ticket waits for the import");
+
+    drop(tx);
+    let report = import.await.unwrap().unwrap().into_inner();
+    assert_eq!((report.updated, report.created), (1, 999));
+    let answer = held.await.unwrap().unwrap().into_inner();
+    let customer = answer.customer.unwrap();
+    assert_eq!(
+        (customer.id.as_str(), customer.name.as_str()),
+        (locked.id.as_str(), "Locked Renamed")
+    );
+    assert_eq!(app.get(&locked.id).await.ticket_count, 1);
+    admin.close().await.ok();
+}
+
+async fn one_count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
+    use sea_orm::ConnectionTrait;
+    db.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql))
+        .await
+        .unwrap()
+        .and_then(|row| row.try_get_by_index::<i64>(0).ok())
+        .unwrap_or_default()
 }

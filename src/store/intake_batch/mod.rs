@@ -182,24 +182,49 @@ async fn connect_pg(store: &Store) -> Result<PgConnection, DbErr> {
     if options.get_socket().is_none() {
         super::sockets::apply(options.get_port(), store.dead_peer());
     }
-    if !options.get_options().is_some_and(|o| o.contains("plan_cache_mode")) {
-        generic_plans(&mut conn).await;
-    }
+    session_settings(&mut conn, options.get_options().unwrap_or_default()).await;
     Ok(conn)
 }
 
-/// The batch statements' plans do not depend on their values (one index
-/// probe per key), yet PostgreSQL kept planning them afresh: its custom
-/// plans for the first, small batches looked cheaper than a generic one.
-/// A batch of one ticket spent about half of the database's CPU on it.
-/// An operator's own `plan_cache_mode` (the URL's `options`) stands; a
-/// pooler that drops the setting costs only that CPU.
-async fn generic_plans(conn: &mut PgConnection) {
-    use sqlx::Executor;
-    if let Err(e) = conn.execute("SET plan_cache_mode = force_generic_plan").await {
-        tracing::debug!(error = %e, "intake batches keep PostgreSQL's own choice of plans");
+/// The writer's session settings on PostgreSQL, each unless the URL's
+/// `options` set it (an operator's choice stands). One round trip; if it
+/// fails (a pooler that refuses them), intake is only slower or, under a
+/// long-held lock, waits with everything queued behind it.
+///
+/// - `plan_cache_mode = force_generic_plan`: the batch statements' plans do
+///   not depend on their values (one index probe per key), yet PostgreSQL
+///   kept planning them afresh, its custom plans for the first, small
+///   batches looking cheaper than a generic one; a batch of one ticket
+///   spent about half of the database's CPU on it.
+/// - `lock_timeout`: one batch carries every queued ticket, so a batch
+///   waiting on a customer row that another transaction holds (an open
+///   all-or-nothing import or dry run updated it) held up every ticket
+///   behind it for as long as that transaction stayed open. After
+///   [`LOCK_TIMEOUT`] the batch gives up, its tickets take the
+///   single-ticket path (where only the locked customer's ticket waits)
+///   and the writer moves on.
+async fn session_settings(conn: &mut PgConnection, url_options: &str) {
+    let settings = [
+        ("plan_cache_mode", "force_generic_plan".to_owned()),
+        ("lock_timeout", format!("{}ms", LOCK_TIMEOUT.as_millis())),
+    ];
+    let sql: String = settings
+        .iter()
+        .filter(|(name, _)| !url_options.contains(name))
+        .map(|(name, value)| format!("SET {name} = '{value}';"))
+        .collect();
+    if !sql.is_empty()
+        // Values of our own, not callers'.
+        && let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await
+    {
+        tracing::debug!(error = %e, "intake batches keep PostgreSQL's own plans and lock waits");
     }
 }
+
+/// How long a batch waits for a row lock (see [`session_settings`]). Long
+/// enough for the short transactions that take customer rows (a single
+/// ticket, an update, an import batch of 1,000 rows).
+const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// MySQL's: a pool of one connection with the store pool's settings,
 /// opened on the writer's runtime (see [`connect_pg`]).
@@ -249,7 +274,7 @@ impl Batch<'_> {
             }
             Conn::Postgres(conn) => {
                 let result = postgres::read(opened(conn)?, ticket_ids, keys).await;
-                discard_on_err(conn, result)
+                discard_unless_statement_error(conn, result)
             }
             Conn::Orm(txn) => Box::pin(portable::snapshot(&**txn, ticket_ids, keys)).await,
         }
@@ -278,7 +303,7 @@ impl Batch<'_> {
             }
             Conn::Postgres(conn) => {
                 let result = postgres::write(opened(conn)?, rows).await;
-                discard_on_err(conn, result)
+                discard_unless_statement_error(conn, result)
             }
         }
     }
@@ -296,6 +321,26 @@ fn discard_on_err<C, T>(conn: &mut Option<C>, result: Result<T, DbErr>) -> Resul
         *conn = None;
     }
     result
+}
+
+/// A PostgreSQL statement that failed on its own leaves its connection as
+/// it was (both statements run outside a transaction): a unique violation
+/// after a race with another writer, or a lock wait given up. Reconnecting
+/// after those cost the next batch a connection set-up (~100 ms over TLS).
+/// Any other failure may have broken the connection.
+fn discard_unless_statement_error<T>(conn: &mut Option<PgConnection>, result: Result<T, DbErr>) -> Result<T, DbErr> {
+    let on_its_own = |e: &DbErr| {
+        let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = e else {
+            return false;
+        };
+        e.as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|code| code.starts_with("23") || code == "55P03")
+    };
+    match result {
+        Err(e) if on_its_own(&e) => Err(e),
+        result => discard_on_err(conn, result),
+    }
 }
 
 async fn portable_write(txn: &WriteTxn, rows: NewRows<'_>) -> Result<(), DbErr> {
@@ -569,7 +614,7 @@ mod tests {
 
     /// On TEST_DATABASE_URL's PostgreSQL (`.ci/run` runs it there).
     #[tokio::test]
-    async fn the_writers_postgres_connection_asks_for_generic_plans_unless_told_otherwise() {
+    async fn the_writers_postgres_session_settings_yield_to_the_urls() {
         let Some(url) = std::env::var("TEST_DATABASE_URL")
             .ok()
             .filter(|u| u.starts_with("postgres"))
@@ -579,17 +624,56 @@ mod tests {
         };
         let separator = if url.contains('?') { '&' } else { '?' };
         let custom = format!("{url}{separator}options=-c%20plan_cache_mode%3Dforce_custom_plan");
-        for (url, expected) in [(url, "force_generic_plan"), (custom, "force_custom_plan")] {
+        let both = format!("{custom}%20-c%20lock_timeout%3D5s");
+        for (url, plans, locks) in [
+            (url, "force_generic_plan", "1s"),
+            (custom, "force_custom_plan", "1s"),
+            (both, "force_custom_plan", "5s"),
+        ] {
             let store = Store::connect(&url, &PoolSettings::default()).await.unwrap();
             let mut conn = connect_pg(&store).await.unwrap();
-            let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-            assert_eq!(mode, expected, "{url}");
+            let (mode, lock_timeout): (String, String) =
+                sqlx::query_as("SELECT current_setting('plan_cache_mode'), current_setting('lock_timeout')")
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+            assert_eq!((mode.as_str(), lock_timeout.as_str()), (plans, locks), "{url}");
             conn.close().await.unwrap();
             store.close().await.unwrap();
         }
+    }
+
+    /// On TEST_DATABASE_URL's PostgreSQL.
+    #[tokio::test]
+    async fn the_writer_keeps_its_postgres_connection_after_a_unique_violation_only() {
+        let Some(url) = std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+        else {
+            eprintln!("SKIPPED: TEST_DATABASE_URL names no PostgreSQL database");
+            return;
+        };
+        let store = Store::connect(&url, &PoolSettings::default()).await.unwrap();
+        let mut conn = Some(connect_pg(&store).await.unwrap());
+        let run = async |conn: &mut Option<PgConnection>, sql: &'static str| {
+            let result = sqlx::raw_sql(sql)
+                .execute(conn.as_mut().unwrap())
+                .await
+                .map(|_| ())
+                .map_err(exec_err);
+            discard_unless_statement_error(conn, result)
+        };
+        run(
+            &mut conn,
+            "CREATE TEMP TABLE once (id int PRIMARY KEY); INSERT INTO once VALUES (1)",
+        )
+        .await
+        .unwrap();
+        let err = run(&mut conn, "INSERT INTO once VALUES (1)").await.unwrap_err();
+        assert!(conn.is_some(), "kept after {err}");
+        let err = run(&mut conn, "SELECT 1 / 0").await.unwrap_err();
+        assert!(conn.is_none(), "discarded after {err}");
+        store.close().await.unwrap();
     }
 
     #[test]
