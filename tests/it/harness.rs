@@ -111,6 +111,15 @@ impl TestDb {
         }
     }
 
+    /// The database's name, on a database server (PostgreSQL or MySQL).
+    #[allow(dead_code)]
+    pub fn server_name(&self) -> Option<&str> {
+        match &self.cleanup {
+            Cleanup::Server { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
     /// Whether this suite runs on PostgreSQL.
     #[allow(dead_code)]
     pub fn is_postgres(&self) -> bool {

@@ -422,10 +422,22 @@ async fn a_retry_after_a_deadline_tells_what_the_first_call_did() {
 #[tokio::test]
 async fn tickets_are_not_held_up_behind_a_customer_an_open_import_has_locked() {
     let app = spawn_app().await;
-    let Some((admin_url, name)) = app.db.postgres_admin() else {
-        eprintln!("SKIPPED: row locks of an open import are PostgreSQL's (TEST_DATABASE_URL=postgres://...)");
+    if !app.db.is_postgres() {
+        // MySQL's writer gets the same bound (`innodb_lock_wait_timeout`,
+        // a unit test reads it); observing its lock waits from a test
+        // through information_schema proved unreliable.
+        eprintln!("SKIPPED: the open-import lock test needs PostgreSQL (TEST_DATABASE_URL=postgres://...)");
         return;
-    };
+    }
+    let name = app.db.server_name().unwrap();
+    // Sessions on this test's database: the import's, idle in its
+    // transaction after writing a batch; the locked customer's ticket,
+    // waiting for a lock.
+    let of = format!("SELECT pid FROM pg_stat_activity WHERE datname = '{name}'");
+    let (open, waiting) = (
+        format!("{of} AND state = 'idle in transaction' AND query LIKE 'RELEASE SAVEPOINT%'"),
+        format!("{of} AND wait_event_type = 'Lock'"),
+    );
     let locked = app.create("Locked", "locked@example.com", "").await;
     let free = app.create("Free", "free@example.com", "").await;
 
@@ -443,16 +455,14 @@ async fn tickets_are_not_held_up_behind_a_customer_an_open_import_has_locked() {
     for message in crate::import::messages(Some(options), &[file.as_bytes()]) {
         tx.send(message).await.unwrap();
     }
-    let admin = sea_orm::Database::connect(&admin_url).await.unwrap();
-    let open =
-        format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND state = 'idle in transaction'");
+    let observer = sea_orm::Database::connect(&app.db.url).await.unwrap();
     let mut waited = 0;
-    while waited < 200 && one_count(&admin, &open).await == 0 {
+    while waited < 1200 && sessions(&observer, &open).await == 0 {
         tokio::time::sleep(Duration::from_millis(25)).await;
         waited += 1;
     }
     assert!(
-        waited < 200,
+        waited < 1200,
         "the import wrote its first batch and holds its transaction"
     );
 
@@ -462,15 +472,13 @@ async fn tickets_are_not_held_up_behind_a_customer_an_open_import_has_locked() {
             .resolve_ticket_customer(ticket("T-locked", "Locked", "locked@example.com", ""))
             .await
     });
-    let waiting =
-        format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND wait_event_type = 'Lock'");
     waited = 0;
-    while waited < 200 && one_count(&admin, &waiting).await == 0 {
+    while waited < 1200 && sessions(&observer, &waiting).await == 0 {
         tokio::time::sleep(Duration::from_millis(25)).await;
         waited += 1;
     }
     assert!(
-        waited < 200,
+        waited < 1200,
         "the locked customer's ticket waits on the import's row lock"
     );
 
@@ -493,14 +501,13 @@ async fn tickets_are_not_held_up_behind_a_customer_an_open_import_has_locked() {
         (locked.id.as_str(), "Locked Renamed")
     );
     assert_eq!(app.get(&locked.id).await.ticket_count, 1);
-    admin.close().await.ok();
+    observer.close().await.ok();
 }
 
-async fn one_count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
+async fn sessions(db: &sea_orm::DatabaseConnection, sql: &str) -> usize {
     use sea_orm::ConnectionTrait;
-    db.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql))
+    db.query_all_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql))
         .await
         .unwrap()
-        .and_then(|row| row.try_get_by_index::<i64>(0).ok())
-        .unwrap_or_default()
+        .len()
 }

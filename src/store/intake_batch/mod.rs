@@ -92,11 +92,9 @@ impl BatchWriter {
             DbBackend::Postgres if self.pg.is_none() => {
                 Box::pin(connect_pg(&self.store)).await.map(|conn| self.pg = Some(conn))
             }
-            DbBackend::MySql if self.mysql.is_none() => {
-                Box::pin(connect_mysql(self.store.conn().get_mysql_connection_pool()))
-                    .await
-                    .map(|conn| self.mysql = Some(conn))
-            }
+            DbBackend::MySql if self.mysql.is_none() => Box::pin(connect_mysql(&self.store))
+                .await
+                .map(|conn| self.mysql = Some(conn)),
             _ => Ok(()),
         };
         if let Err(e) = opened {
@@ -149,7 +147,7 @@ impl BatchWriter {
             (DbBackend::MySql, _) => {
                 let own = match mysql {
                     Some(own) => own,
-                    None => mysql.insert(Box::pin(connect_mysql(store.conn().get_mysql_connection_pool())).await?),
+                    None => mysql.insert(Box::pin(connect_mysql(store)).await?),
                 };
                 Conn::Orm(WriteTxn {
                     txn: Box::pin(own.begin()).await?,
@@ -227,14 +225,36 @@ async fn session_settings(conn: &mut PgConnection, url_options: &str) {
 const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// MySQL's: a pool of one connection with the store pool's settings,
-/// opened on the writer's runtime (see [`connect_pg`]).
-async fn connect_mysql(pool: &sqlx::MySqlPool) -> Result<DatabaseConnection, DbErr> {
+/// opened on the writer's runtime (see [`connect_pg`]). Its sessions wait
+/// at most [`LOCK_TIMEOUT`] for a row lock, not InnoDB's default 50 s, for
+/// the reason PostgreSQL's do (see [`session_settings`]).
+async fn connect_mysql(store: &Store) -> Result<DatabaseConnection, DbErr> {
+    let pool = store.conn().get_mysql_connection_pool();
+    let connect = (*pool.connect_options()).clone();
+    let tcp = connect.get_socket().is_none().then_some(connect.get_port());
+    let dead_peer = store.dead_peer();
     let own = pool
         .options()
         .clone()
         .max_connections(1)
         .min_connections(1)
-        .connect_with((*pool.connect_options()).clone())
+        // Replaces the pool's hook, which sets the socket options only.
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if let Some(port) = tcp {
+                    super::sockets::apply(port, dead_peer);
+                }
+                let sql = format!(
+                    "SET SESSION innodb_lock_wait_timeout = {}",
+                    LOCK_TIMEOUT.as_secs().max(1)
+                );
+                if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await {
+                    tracing::debug!(error = %e, "intake batches keep the server's lock wait timeout");
+                }
+                Ok(())
+            })
+        })
+        .connect_with(connect)
         .await
         .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?;
     Ok(SqlxMySqlConnector::from_sqlx_mysql_pool(own))
@@ -641,6 +661,32 @@ mod tests {
             conn.close().await.unwrap();
             store.close().await.unwrap();
         }
+    }
+
+    /// On TEST_DATABASE_URL's MySQL (`.ci/run` runs it there).
+    #[tokio::test]
+    async fn the_writers_mysql_sessions_wait_a_second_for_a_lock() {
+        let Some(url) = std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("mysql"))
+        else {
+            eprintln!("SKIPPED: TEST_DATABASE_URL names no MySQL database");
+            return;
+        };
+        let store = Store::connect(&url, &PoolSettings::default()).await.unwrap();
+        let own = connect_mysql(&store).await.unwrap();
+        use sea_orm::{ConnectionTrait, Statement};
+        let row = own
+            .query_one_raw(Statement::from_string(
+                DbBackend::MySql,
+                "SELECT CAST(@@SESSION.innodb_lock_wait_timeout AS SIGNED)",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), 1);
+        own.close().await.unwrap();
+        store.close().await.unwrap();
     }
 
     /// On TEST_DATABASE_URL's PostgreSQL.
