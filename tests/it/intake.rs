@@ -456,15 +456,12 @@ async fn tickets_are_not_held_up_behind_a_customer_an_open_import_has_locked() {
         tx.send(message).await.unwrap();
     }
     let observer = sea_orm::Database::connect(&app.db.url).await.unwrap();
-    let mut waited = 0;
-    while waited < 1200 && sessions(&observer, &open).await == 0 {
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        waited += 1;
-    }
-    assert!(
-        waited < 1200,
-        "the import wrote its first batch and holds its transaction"
-    );
+    until_found(
+        &observer,
+        &open,
+        "the import wrote its first batch and holds its transaction",
+    )
+    .await;
 
     let mut intake = app.intake.clone();
     let held = tokio::spawn(async move {
@@ -472,15 +469,12 @@ async fn tickets_are_not_held_up_behind_a_customer_an_open_import_has_locked() {
             .resolve_ticket_customer(ticket("T-locked", "Locked", "locked@example.com", ""))
             .await
     });
-    waited = 0;
-    while waited < 1200 && sessions(&observer, &waiting).await == 0 {
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        waited += 1;
-    }
-    assert!(
-        waited < 1200,
-        "the locked customer's ticket waits on the import's row lock"
-    );
+    until_found(
+        &observer,
+        &waiting,
+        "the locked customer's ticket waits on the import's row lock",
+    )
+    .await;
 
     let answer = tokio::time::timeout(
         Duration::from_secs(10),
@@ -504,10 +498,15 @@ async fn tickets_are_not_held_up_behind_a_customer_an_open_import_has_locked() {
     observer.close().await.ok();
 }
 
-async fn sessions(db: &sea_orm::DatabaseConnection, sql: &str) -> usize {
+/// Polls (up to 30 s) until `sql` returns a row; panics with `what` if not.
+async fn until_found(db: &sea_orm::DatabaseConnection, sql: &str, what: &str) {
     use sea_orm::ConnectionTrait;
-    db.query_all_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .len()
+    for _ in 0..1200 {
+        let statement = sea_orm::Statement::from_string(db.get_database_backend(), sql);
+        if !db.query_all_raw(statement).await.unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{what}");
 }
