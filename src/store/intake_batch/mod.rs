@@ -695,7 +695,7 @@ mod tests {
 
     /// On TEST_DATABASE_URL's PostgreSQL.
     #[tokio::test]
-    async fn the_writer_keeps_its_postgres_connection_after_a_unique_violation_only() {
+    async fn the_writer_keeps_its_postgres_connection_only_after_a_statement_error_of_its_own() {
         let Some(url) = database_url("postgres") else {
             return;
         };
@@ -717,6 +717,15 @@ mod tests {
         .unwrap();
         let err = run(&mut conn, "INSERT INTO once VALUES (1)").await.unwrap_err();
         assert!(conn.is_some(), "kept after {err}");
+        // A lock another session holds, waited for past `lock_timeout`.
+        let mut holder = connect_pg(&store).await.unwrap();
+        sqlx::raw_sql("SELECT pg_advisory_lock(7325010422)")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let err = run(&mut conn, "SELECT pg_advisory_lock(7325010422)").await.unwrap_err();
+        assert!(conn.is_some(), "kept after {err}");
+        holder.close().await.unwrap();
         let err = run(&mut conn, "SELECT 1 / 0").await.unwrap_err();
         assert!(conn.is_none(), "discarded after {err}");
         store.close().await.unwrap();
