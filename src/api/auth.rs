@@ -78,7 +78,7 @@ impl Authenticator {
         headers: &http::HeaderMap,
         client_subject: impl FnOnce() -> Option<Subject>,
     ) -> Result<Option<Principal>, Error> {
-        let Requirement::Needs(permission) = requirement(path) else {
+        let Requirement::Needs(permissions) = requirement(path) else {
             return Ok(None);
         };
         let Mode::Tokens { principals, .. } = &self.mode else {
@@ -109,10 +109,10 @@ impl Authenticator {
                 None => return Err(Error::Unauthenticated("send `authorization: Bearer <token>`".into())),
             },
         };
-        if !principal.allows(permission) {
+        if let Some(missing) = permissions.iter().find(|p| !principal.allows(**p)) {
             return Err(Error::PermissionDenied {
                 principal: principal.name.clone(),
-                permission: permission.as_str(),
+                permission: missing.as_str(),
             });
         }
         Ok(Some(principal.clone()))

@@ -59,6 +59,7 @@ impl From<Entry> for pb::HistoryEntry {
                 Action::AddMembership => A::AddMembership,
                 Action::UpdateMembership => A::UpdateMembership,
                 Action::RemoveMembership => A::RemoveMembership,
+                Action::Merge => A::Merge,
             }
             .into(),
             create_time: Some(timestamp(time)),
@@ -105,6 +106,7 @@ impl From<pb::Customer> for CustomerInput {
             ticket_count: _,
             first_ticket_time: _,
             last_ticket_time: _,
+            merged_into_id: _,
         } = c;
         CustomerInput {
             name,
@@ -155,6 +157,7 @@ impl From<Customer> for pb::Customer {
             ticket_count,
             first_ticket_time,
             last_ticket_time,
+            merged_into,
         } = c;
         pb::Customer {
             id,
@@ -173,6 +176,7 @@ impl From<Customer> for pb::Customer {
             ticket_count,
             first_ticket_time: first_ticket_time.map(timestamp),
             last_ticket_time: last_ticket_time.map(timestamp),
+            merged_into_id: merged_into.unwrap_or_default(),
         }
     }
 }

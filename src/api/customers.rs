@@ -11,6 +11,7 @@ use crate::{
     domain::{
         Error,
         customers::{CustomerUpdate, Customers},
+        merge::{MergeRequest, Merged},
     },
     proto::v1::{self as pb, customer_service_server::CustomerService},
 };
@@ -113,6 +114,30 @@ impl CustomerService for CustomerApi {
         let by = principal(&request)?;
         let pb::UndeleteCustomerRequest { id, etag } = request.into_inner();
         Ok(Response::new(self.customers.undelete(&id, &etag, &by).await?.into()))
+    }
+
+    async fn merge_customers(
+        &self,
+        request: Request<pb::MergeCustomersRequest>,
+    ) -> Result<Response<pb::MergeCustomersResponse>, Status> {
+        let by = principal(&request)?;
+        let pb::MergeCustomersRequest {
+            id,
+            source_id,
+            etag,
+            source_etag,
+        } = request.into_inner();
+        let request = MergeRequest {
+            id,
+            source_id,
+            etag,
+            source_etag,
+        };
+        let Merged { customer, merged } = self.customers.merge(&request, &by).await?;
+        Ok(Response::new(pb::MergeCustomersResponse {
+            customer: Some(customer.into()),
+            merged_customer: Some(merged.into()),
+        }))
     }
 
     async fn import_customers(

@@ -88,7 +88,8 @@ impl Principal {
 pub enum Requirement {
     /// Health and reflection: no token needed.
     Open,
-    Needs(Permission),
+    /// Every one of these permissions.
+    Needs(&'static [Permission]),
 }
 
 /// The one table of RPC permissions. Anything of ours it does not name
@@ -96,22 +97,24 @@ pub enum Requirement {
 pub fn requirement(path: &str) -> Requirement {
     use Permission::*;
     let Some((service, method)) = path.trim_start_matches('/').split_once('/') else {
-        return Requirement::Needs(Admin);
+        return Requirement::Needs(&[Admin]);
     };
     if service.starts_with("grpc.health.") || service.starts_with("grpc.reflection.") {
         return Requirement::Open;
     }
     Requirement::Needs(match (service, method) {
         ("customers.v1.CustomerService", "GetCustomer" | "ListCustomers" | "ExportCustomers" | "GetImportTemplate") => {
-            Read
+            &[Read]
         }
-        ("customers.v1.CustomerService", "ListCustomerHistory") => Read,
-        ("customers.v1.CustomerService", "CreateCustomer" | "UpdateCustomer" | "UndeleteCustomer") => Write,
-        ("customers.v1.CustomerService", "DeleteCustomer") => Delete,
-        ("customers.v1.CustomerService", "ImportCustomers") => Import,
-        ("customers.v1.TicketIntakeService", "ResolveTicketCustomer") => Intake,
-        ("customers.v1.HubAccessService", "CheckHubLogin" | "GetHubSettings") => Hub,
-        ("customers.v1.HubAccessService", "UpdateHubSettings" | "ListHubSettingsHistory") => Admin,
+        ("customers.v1.CustomerService", "ListCustomerHistory") => &[Read],
+        ("customers.v1.CustomerService", "CreateCustomer" | "UpdateCustomer" | "UndeleteCustomer") => &[Write],
+        ("customers.v1.CustomerService", "DeleteCustomer") => &[Delete],
+        // It changes one customer and removes another.
+        ("customers.v1.CustomerService", "MergeCustomers") => &[Write, Delete],
+        ("customers.v1.CustomerService", "ImportCustomers") => &[Import],
+        ("customers.v1.TicketIntakeService", "ResolveTicketCustomer") => &[Intake],
+        ("customers.v1.HubAccessService", "CheckHubLogin" | "GetHubSettings") => &[Hub],
+        ("customers.v1.HubAccessService", "UpdateHubSettings" | "ListHubSettingsHistory") => &[Admin],
         (
             "customers.v1.OrganizationService",
             "GetOrganization"
@@ -119,14 +122,14 @@ pub fn requirement(path: &str) -> Requirement {
             | "ListMembers"
             | "ListCustomerOrganizations"
             | "ListOrganizationHistory",
-        ) => Read,
+        ) => &[Read],
         (
             "customers.v1.OrganizationService",
             "CreateOrganization" | "UpdateOrganization" | "UndeleteOrganization" | "AddMember" | "RemoveMember",
-        ) => Write,
-        ("customers.v1.OrganizationService", "DeleteOrganization") => Delete,
-        ("customers.v1.OrganizationService", "CheckTicketAccess") => Hub,
-        _ => Admin,
+        ) => &[Write],
+        ("customers.v1.OrganizationService", "DeleteOrganization") => &[Delete],
+        ("customers.v1.OrganizationService", "CheckTicketAccess") => &[Hub],
+        _ => &[Admin],
     })
 }
 
@@ -331,21 +334,25 @@ mod tests {
         );
         assert_eq!(
             requirement("/customers.v1.CustomerService/GetCustomer"),
-            Requirement::Needs(Permission::Read)
+            Requirement::Needs(&[Permission::Read])
         );
         assert_eq!(
             requirement("/customers.v1.CustomerService/DeleteCustomer"),
-            Requirement::Needs(Permission::Delete)
+            Requirement::Needs(&[Permission::Delete])
+        );
+        assert_eq!(
+            requirement("/customers.v1.CustomerService/MergeCustomers"),
+            Requirement::Needs(&[Permission::Write, Permission::Delete])
         );
         assert_eq!(
             requirement("/customers.v1.TicketIntakeService/ResolveTicketCustomer"),
-            Requirement::Needs(Permission::Intake)
+            Requirement::Needs(&[Permission::Intake])
         );
         assert_eq!(
             requirement("/customers.v1.CustomerService/SomethingNew"),
-            Requirement::Needs(Permission::Admin)
+            Requirement::Needs(&[Permission::Admin])
         );
-        assert_eq!(requirement("garbage"), Requirement::Needs(Permission::Admin));
+        assert_eq!(requirement("garbage"), Requirement::Needs(&[Permission::Admin]));
     }
 
     #[test]

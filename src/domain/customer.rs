@@ -88,6 +88,8 @@ pub struct Customer {
     pub ticket_count: i64,
     pub first_ticket_time: Option<DateTime<Utc>>,
     pub last_ticket_time: Option<DateTime<Utc>>,
+    /// The customer this one was merged into; it then stays deleted.
+    pub merged_into: Option<String>,
 }
 
 impl Customer {
@@ -109,6 +111,7 @@ impl Customer {
             ticket_count: 0,
             first_ticket_time: None,
             last_ticket_time: None,
+            merged_into: None,
         }
     }
 

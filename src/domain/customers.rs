@@ -231,7 +231,7 @@ impl Customers {
                     }
                     journal.write(&*txn).await?;
                     txn.commit().await?;
-                    return Ok(customer);
+                    return Ok(*customer);
                 }
                 Step::Stale if !etag.is_empty() => return Err(mismatch()),
                 Step::Stale => continue,
@@ -256,7 +256,7 @@ impl Customers {
         }
         let draft = apply_paths(before.to_draft(), paths, fields, self.settings.default_region)?;
         if draft == before.to_draft() {
-            return Ok(Step::Done(before.clone()));
+            return Ok(Step::Done(Box::new(before.clone())));
         }
         self.finish_write(q::save(&**txn, before, &draft, super::now()).await, &draft)
             .await
@@ -283,6 +283,13 @@ impl Customers {
                 metadata: vec![("customer_id", id.clone())],
             });
         }
+        if let Some(into) = &before.merged_into {
+            return Err(Error::FailedPrecondition {
+                reason: "CUSTOMER_MERGED",
+                message: format!("customer {id} was merged into {into}; it cannot be undeleted"),
+                metadata: vec![("customer_id", id.clone()), ("merged_into_id", into.clone())],
+            });
+        }
         let result = q::set_state(&**txn, before, State::Active, super::now()).await;
         match self.finish_write(result, &before.to_draft()).await {
             Err(Error::AlreadyExists { field, existing_id, .. }) => Err(Error::FailedPrecondition {
@@ -303,7 +310,7 @@ impl Customers {
     /// Turns a write result into a step, looking up who holds a taken identity.
     async fn finish_write(&self, result: Result<Customer, WriteError>, draft: &CustomerDraft) -> Result<Step, Error> {
         match result {
-            Ok(c) => Ok(Step::Done(c)),
+            Ok(c) => Ok(Step::Done(Box::new(c))),
             Err(WriteError::Stale) => Ok(Step::Stale),
             Err(e) => Err(self.write_failed(e, draft).await),
         }
@@ -350,7 +357,7 @@ enum WriteOp<'a> {
 
 /// Outcome of one attempt inside [`Customers::retrying`].
 enum Step {
-    Done(Customer),
+    Done(Box<Customer>),
     Stale,
 }
 

@@ -26,6 +26,7 @@ pub enum Action {
     AddMembership,
     UpdateMembership,
     RemoveMembership,
+    Merge,
 }
 
 impl Action {
@@ -39,6 +40,7 @@ impl Action {
             Action::AddMembership => "ADD_MEMBERSHIP",
             Action::UpdateMembership => "UPDATE_MEMBERSHIP",
             Action::RemoveMembership => "REMOVE_MEMBERSHIP",
+            Action::Merge => "MERGE",
         }
     }
 
@@ -52,6 +54,7 @@ impl Action {
             Action::AddMembership,
             Action::UpdateMembership,
             Action::RemoveMembership,
+            Action::Merge,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)
@@ -169,6 +172,28 @@ impl Journal {
     /// A delete (`Action::Delete`) or a restore (`Action::Undelete`).
     pub fn customer_state(&mut self, id: &str, action: Action) {
         self.push(customer_resource(id), action, None, Vec::new());
+    }
+
+    /// A merge: on the customer that stayed, the duplicate's id and the
+    /// fields it gained; on the duplicate, where it went and its state.
+    pub fn customers_merged(&mut self, stayed: (&Customer, &Customer), merged: (&Customer, &Customer)) {
+        let (before, after) = merged;
+        let mut changes = Vec::new();
+        diff(&mut changes, "merged_into_id", String::new(), stayed.1.id.clone());
+        diff(
+            &mut changes,
+            "state",
+            before.state.as_str().to_owned(),
+            after.state.as_str().to_owned(),
+        );
+        self.push(customer_resource(&before.id), Action::Merge, None, changes);
+        let mut changes = vec![Change {
+            field: "merged_customer_id".to_owned(),
+            old: String::new(),
+            new: before.id.clone(),
+        }];
+        changes.extend(customer_changes(&stayed.0.to_draft(), &stayed.1.to_draft()));
+        self.push(customer_resource(&stayed.1.id), Action::Merge, None, changes);
     }
 
     pub fn organization_created(&mut self, org: &Organization) {

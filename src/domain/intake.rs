@@ -220,9 +220,10 @@ impl TicketIntake {
         }
     }
 
-    /// The stored answer, with the customer as it is now.
+    /// The stored answer, with the customer as it is now (the one it was
+    /// merged into, if it was).
     async fn replay(&self, link: ticket_link::Model) -> Result<Resolution, Error> {
-        let customer = self.customers.get(&link.customer_id).await?;
+        let customer = self.customers.get_following_merges(&link.customer_id).await?;
         Ok(Resolution {
             customer,
             created: link.created,
@@ -250,7 +251,10 @@ impl TicketIntake {
         let matched = match (&owners.email, &owners.mobile) {
             (Some(id), other) => Some((id.clone(), MatchedBy::Email, other.clone().filter(|o| o != id), false)),
             (None, Some(id)) => Some((id.clone(), MatchedBy::Mobile, None, false)),
-            (None, None) => self.restorable(&txn, draft).await?.map(|(id, by)| (id, by, None, true)),
+            (None, None) => self
+                .deleted_match(&txn, draft)
+                .await?
+                .map(|(id, by, restore)| (id, by, None, restore)),
         };
 
         let mut resolution = match matched {
@@ -346,9 +350,16 @@ impl TicketIntake {
         Ok(Attempt::Done(Box::new(resolution)))
     }
 
-    /// A deleted customer with the ticket's email (else mobile) whose
-    /// identities are all free again, so restoring it breaks no rule.
-    async fn restorable(&self, txn: &WriteTxn, draft: &CustomerDraft) -> Result<Option<(String, MatchedBy)>, Error> {
+    /// With no live match: the latest deleted customer with the ticket's
+    /// email (else mobile). One that was merged stands for the customer it
+    /// was merged into, matched as it is when Active (`restore` false);
+    /// a deleted one is restored only if its identities are all free again,
+    /// so restoring it breaks no rule.
+    async fn deleted_match(
+        &self,
+        txn: &WriteTxn,
+        draft: &CustomerDraft,
+    ) -> Result<Option<(String, MatchedBy, bool)>, Error> {
         let keys = [
             (
                 IdentityKind::Email,
@@ -366,9 +377,15 @@ impl TicketIntake {
             let Some(id) = iq::deleted_owner(&**txn, kind, key).await? else {
                 continue;
             };
-            let Some(deleted) = q::find(&**txn, &id).await? else {
+            let Some(mut deleted) = q::find(&**txn, &id).await? else {
                 continue;
             };
+            if deleted.merged_into.is_some() {
+                deleted = self.customers.follow_merges(&**txn, deleted).await?;
+                if deleted.state == State::Active {
+                    return Ok(Some((deleted.id, by, false)));
+                }
+            }
             let own = deleted.to_draft();
             let owners = iq::live_owners(
                 &**txn,
@@ -377,7 +394,7 @@ impl TicketIntake {
             )
             .await?;
             if owners == Owners::default() {
-                return Ok(Some((id, by)));
+                return Ok(Some((deleted.id, by, true)));
             }
         }
         Ok(None)
@@ -610,8 +627,12 @@ async fn resolve_batch(writer: &mut BatchWriter, jobs: &[Job]) -> Result<Vec<Opt
     Ok(decisions
         .into_iter()
         .map(|decision| match decision? {
+            // A merged customer's answer: the single-ticket path follows it.
             Decision::Replay(link) => Some(Resolution {
-                customer: known.get(&link.customer_id)?.clone(),
+                customer: known
+                    .get(&link.customer_id)
+                    .filter(|c| c.merged_into.is_none())?
+                    .clone(),
                 created: link.created,
                 matched_by: MatchedBy::parse(&link.matched_by),
                 conflicting_customer_id: link.conflicting_customer_id,

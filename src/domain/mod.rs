@@ -14,6 +14,7 @@ pub mod hub;
 pub mod import;
 pub mod intake;
 pub mod mask;
+pub mod merge;
 pub mod mobile;
 pub mod name;
 pub mod organizations;

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, Func, LikeExpr, Query},
 };
 
@@ -80,6 +80,7 @@ pub(crate) fn to_domain(m: customer::Model) -> Result<Customer, DbErr> {
         ticket_count: m.ticket_count,
         first_ticket_time: m.first_ticket_time,
         last_ticket_time: m.last_ticket_time,
+        merged_into: m.merged_into_id,
     })
 }
 
@@ -253,6 +254,7 @@ fn customer_row(c: &Customer) -> customer::ActiveModel {
         ticket_count: Set(c.ticket_count),
         first_ticket_time: Set(c.first_ticket_time),
         last_ticket_time: Set(c.last_ticket_time),
+        merged_into_id: Set(c.merged_into.clone()),
     }
 }
 
@@ -407,6 +409,94 @@ pub async fn set_state(
             .map_err(taken_as(kind))?;
     }
     find(db, &before.id).await?.ok_or(WriteError::Stale)
+}
+
+/// Customers by id, locked for the rest of the transaction (row locks on
+/// PostgreSQL and MySQL, taken in id order; SQLite's write transaction
+/// already excludes every other writer).
+pub async fn lock_many(db: &impl ConnectionTrait, ids: &[&str]) -> Result<Vec<Customer>, DbErr> {
+    customer::Entity::find()
+        .filter(customer::Column::Id.is_in(ids.iter().copied()))
+        .order_by_asc(customer::Column::Id)
+        .lock_exclusive()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_domain)
+        .collect()
+}
+
+/// Marks `before` as merged into `into`, if it is still at
+/// `before.revision`: deleted (its identities freed), its ticket counters
+/// handed over (zeroed here), `merged_into_id` set.
+pub async fn mark_merged(
+    db: &impl ConnectionTrait,
+    before: &Customer,
+    into: &str,
+    now: DateTime<Utc>,
+) -> Result<Customer, WriteError> {
+    let updated = customer::Entity::update_many()
+        .col_expr(customer::Column::State, Expr::value(State::Deleted.as_str()))
+        .col_expr(
+            customer::Column::DeleteTime,
+            Expr::value(before.delete_time.unwrap_or(now)),
+        )
+        .col_expr(customer::Column::MergedIntoId, Expr::value(into))
+        .col_expr(customer::Column::TicketCount, Expr::value(0i64))
+        .col_expr(
+            customer::Column::FirstTicketTime,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            customer::Column::LastTicketTime,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(customer::Column::Revision, Expr::value(before.revision + 1))
+        .col_expr(customer::Column::UpdateTime, Expr::value(now))
+        .filter(customer::Column::Id.eq(before.id.as_str()))
+        .filter(customer::Column::Revision.eq(before.revision))
+        .exec(db)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Err(WriteError::Stale);
+    }
+    identity::Entity::update_many()
+        .col_expr(identity::Column::LiveKey, Expr::value(Option::<String>::None))
+        .filter(identity::Column::CustomerId.eq(before.id.as_str()))
+        .exec(db)
+        .await?;
+    find(db, &before.id).await?.ok_or(WriteError::Stale)
+}
+
+/// Adds `from`'s tickets to customer `id`'s counters. Like the intake
+/// writers' updates, it leaves the revision (and so the etag) alone.
+pub async fn add_tickets(db: &impl ConnectionTrait, id: &str, from: &Customer) -> Result<(), DbErr> {
+    let (Some(first), Some(last)) = (from.first_ticket_time, from.last_ticket_time) else {
+        return Ok(());
+    };
+    let first_col = || Expr::col(customer::Column::FirstTicketTime);
+    let last_col = || Expr::col(customer::Column::LastTicketTime);
+    customer::Entity::update_many()
+        .col_expr(
+            customer::Column::TicketCount,
+            Expr::col(customer::Column::TicketCount).add(from.ticket_count),
+        )
+        .col_expr(
+            customer::Column::FirstTicketTime,
+            Expr::case(first_col().is_null().or(first_col().gt(first)), Expr::value(first))
+                .finally(first_col())
+                .into(),
+        )
+        .col_expr(
+            customer::Column::LastTicketTime,
+            Expr::case(last_col().is_null().or(last_col().lt(last)), Expr::value(last))
+                .finally(last_col())
+                .into(),
+        )
+        .filter(customer::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// The customer a create `request_id` made, if that request ran before.

@@ -13,7 +13,7 @@ use crate::{
     lifecycle::start_binary,
 };
 
-/// Every RPC of ours with the permission the table gives it.
+/// Every RPC of ours with the permissions the table gives it (`a+b`: both).
 const RPCS: &[(&str, &str)] = &[
     ("/customers.v1.CustomerService/CreateCustomer", "write"),
     ("/customers.v1.CustomerService/GetCustomer", "read"),
@@ -21,6 +21,7 @@ const RPCS: &[(&str, &str)] = &[
     ("/customers.v1.CustomerService/UpdateCustomer", "write"),
     ("/customers.v1.CustomerService/DeleteCustomer", "delete"),
     ("/customers.v1.CustomerService/UndeleteCustomer", "write"),
+    ("/customers.v1.CustomerService/MergeCustomers", "write+delete"),
     ("/customers.v1.CustomerService/ImportCustomers", "import"),
     ("/customers.v1.CustomerService/ExportCustomers", "read"),
     ("/customers.v1.CustomerService/GetImportTemplate", "read"),
@@ -126,6 +127,11 @@ async fn every_rpc_checks_token_and_permission() {
         .map(|p| (format!("only-{p}"), format!("cs_token_{p}"), vec![*p]))
         .collect();
     entries.push(("nothing".into(), "cs_token_none".into(), vec![]));
+    entries.push((
+        "write-delete".into(),
+        "cs_token_write_delete".into(),
+        vec!["write", "delete"],
+    ));
     let borrowed: Vec<(&str, &str, &[&str])> = entries
         .iter()
         .map(|(n, t, p)| (n.as_str(), t.as_str(), p.as_slice()))
@@ -154,15 +160,22 @@ async fn every_rpc_checks_token_and_permission() {
             Code::PermissionDenied,
             "{path} with no permissions"
         );
+        let needed: Vec<&str> = needed.split('+').collect();
         for permission in PERMISSIONS {
             let code = call(channel.clone(), path, Some(&format!("cs_token_{permission}"))).await;
-            let should_pass = permission == needed || *permission == "admin";
+            let should_pass = needed == [*permission] || *permission == "admin";
             assert_eq!(
                 !matches!(code, Code::Unauthenticated | Code::PermissionDenied),
                 should_pass,
                 "{path} with {permission}: {code:?}"
             );
         }
+        let code = call(channel.clone(), path, Some("cs_token_write_delete")).await;
+        assert_eq!(
+            !matches!(code, Code::Unauthenticated | Code::PermissionDenied),
+            needed.iter().all(|p| ["write", "delete"].contains(p)),
+            "{path} with write and delete: {code:?}"
+        );
     }
 
     // Health and reflection stay open.

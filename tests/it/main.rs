@@ -14,6 +14,7 @@ mod import;
 mod intake;
 mod lifecycle;
 mod limits;
+mod merge;
 mod organizations;
 mod outage;
 mod tls;

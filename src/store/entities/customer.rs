@@ -23,6 +23,8 @@ pub struct Model {
     pub ticket_count: i64,
     pub first_ticket_time: Option<DateTimeUtc>,
     pub last_ticket_time: Option<DateTimeUtc>,
+    /// The customer this one was merged into (it stays DELETED).
+    pub merged_into_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -480,11 +480,13 @@ type CustomerColumns = (
     i64,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
 impl CustomerRow {
     fn into_model(self) -> Result<customer::Model, DbErr> {
-        let (id, name, email, mobile, attributes, state, hub, source, revision, ct, ut, dt, count, ft, lt) = self.0;
+        let (id, name, email, mobile, attributes, state, hub, source, revision, ct, ut, dt, count, ft, lt, merged) =
+            self.0;
         Ok(customer::Model {
             id,
             name,
@@ -501,6 +503,7 @@ impl CustomerRow {
             ticket_count: count,
             first_ticket_time: time_opt(ft)?,
             last_ticket_time: time_opt(lt)?,
+            merged_into_id: merged,
         })
     }
 }
@@ -735,7 +738,7 @@ mod tests {
     fn decodes_both_backends_arrays() {
         let customer = |created: &str| {
             format!(
-                r#"[["c1","Ada","ada@example.com",null,"{{\"role\":\"cto\"}}","ACTIVE",1,"TICKET",3,"{created}","{created}",null,2,"{created}","{created}"]]"#
+                r#"[["c1","Ada","ada@example.com",null,"{{\"role\":\"cto\"}}","ACTIVE",1,"TICKET",3,"{created}","{created}",null,2,"{created}","{created}","c0"]]"#
             )
         };
         // SQLite stores sqlx's text; PostgreSQL's JSON writes the session's offset.
@@ -762,6 +765,7 @@ mod tests {
             assert!(c.hub_access_enabled);
             assert_eq!((c.ticket_count, c.revision, c.create_time), (2, 3, at));
             assert_eq!(c.attributes.get("role").map(String::as_str), Some("cto"));
+            assert_eq!(c.merged_into.as_deref(), Some("c0"));
         }
     }
 

@@ -36,7 +36,8 @@ SELECT \
 (SELECT json_agg(json_build_array(kind, key, customer_id)) FROM o)::text AS owners, \
 (SELECT json_agg(json_build_array(kind, key)) FROM d)::text AS deleted, \
 (SELECT json_agg(json_build_array(id, name, email, mobile, attributes, state, hub_access_enabled::int, source, \
-  revision, create_time, update_time, delete_time, ticket_count, first_ticket_time, last_ticket_time)) FROM c)::text \
+  revision, create_time, update_time, delete_time, ticket_count, first_ticket_time, last_ticket_time, \
+  merged_into_id)) FROM c)::text \
   AS customers";
 
 pub(super) async fn read(conn: &mut PgConnection, ticket_ids: &[String], keys: &Keys) -> Result<Snapshot, DbErr> {

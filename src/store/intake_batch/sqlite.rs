@@ -30,7 +30,7 @@ const DELETED: &str =
     "SELECT 1 FROM customer_identities WHERE kind = ?1 AND normalized = ?2 AND +live_key IS NULL LIMIT 1";
 /// Columns in [`CustomerRow`]'s order.
 const CUSTOMER: &str = "SELECT id, name, email, mobile, attributes, state, hub_access_enabled, source, revision, \
-  create_time, update_time, delete_time, ticket_count, first_ticket_time, last_ticket_time \
+  create_time, update_time, delete_time, ticket_count, first_ticket_time, last_ticket_time, merged_into_id \
   FROM customers WHERE id = ?1";
 
 /// One read transaction: a consistent snapshot of what the batch needs.

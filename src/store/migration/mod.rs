@@ -10,6 +10,7 @@ mod m20261126_000005_ticket_counter_trigger;
 mod m20261126_000006_drop_ticket_links_customer_index;
 mod m20261126_000007_count_tickets_in_batches;
 mod m20261127_000008_bytewise_keys;
+mod m20261128_000009_customer_merges;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_drop_ticket_links_customer_index::Migration),
             Box::new(m20261126_000007_count_tickets_in_batches::Migration),
             Box::new(m20261127_000008_bytewise_keys::Migration),
+            Box::new(m20261128_000009_customer_merges::Migration),
         ]
     }
 }
