@@ -2,6 +2,7 @@
 //! a person who may not is told.
 
 use chrono::{DateTime, Utc};
+use sea_orm::ConnectionTrait;
 
 use super::{
     Error, FieldViolation,
@@ -14,7 +15,7 @@ use super::{
 };
 use crate::store::{
     customers::{self as q, IdentityKind},
-    hub as hq,
+    hub as hq, intake as iq,
 };
 
 /// Message shown before anyone configures one.
@@ -78,7 +79,9 @@ impl HubAccess {
     }
 
     /// Allowed only for an existing, Active customer with Hub access.
-    /// Unknown, deleted and disabled customers get the same denial.
+    /// Unknown, deleted and disabled customers get the same denial. A
+    /// merged customer's id, email or mobile (when no Active customer holds
+    /// it now) stands for the customer it was merged into.
     pub async fn check_login(&self, who: Option<LoginIdentifier>) -> Result<LoginDecision, Error> {
         let db = self.customers.store().conn();
         let region = self.customers.settings().default_region;
@@ -90,17 +93,21 @@ impl HubAccess {
             Some(LoginIdentifier::CustomerId(id)) => Some(id),
             Some(LoginIdentifier::Email(raw)) => {
                 let email = Email::parse(&raw).map_err(|e| Error::invalid("email", format!("{raw:?} {e}")))?;
-                q::live_owner(db, IdentityKind::Email, email.normalised()).await?
+                owner(db, IdentityKind::Email, email.normalised()).await?
             }
             Some(LoginIdentifier::Mobile(raw)) => {
                 let mobile =
                     Mobile::parse(&raw, region).map_err(|e| Error::invalid("mobile", format!("{raw:?} {e}")))?;
-                q::live_owner(db, IdentityKind::Mobile, mobile.e164()).await?
+                owner(db, IdentityKind::Mobile, mobile.e164()).await?
             }
         };
         let customer = match id {
             Some(id) => q::find(db, &id).await?,
             None => None,
+        };
+        let customer = match customer {
+            Some(c) if c.merged_into.is_some() => Some(self.customers.follow_merges(db, c).await?),
+            other => other,
         };
         let settings = self.settings().await?;
         Ok(match customer {
@@ -238,4 +245,13 @@ async fn read_settings(db: &impl sea_orm::ConnectionTrait) -> Result<HubSettings
         },
         None => HubSettings::default(),
     })
+}
+
+/// Who holds an identity: the Active customer, else the latest deleted one
+/// (which leads on if it was merged; deleted ones are denied anyway).
+async fn owner(db: &impl ConnectionTrait, kind: IdentityKind, key: &str) -> Result<Option<String>, sea_orm::DbErr> {
+    match q::live_owner(db, kind, key).await? {
+        Some(id) => Ok(Some(id)),
+        None => iq::deleted_owner(db, kind, key).await,
+    }
 }

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use customer_service::proto::v1::{
-    self as pb, customer::State, history_entry::Action, resolve_ticket_customer_response::MatchedBy,
+    self as pb, check_hub_login_request::Identifier, customer::State, history_entry::Action,
+    resolve_ticket_customer_response::MatchedBy,
 };
 use tonic::Code;
 
@@ -393,5 +394,52 @@ async fn tickets_racing_a_merge_are_each_counted_once() {
             stays.id,
             "{id}"
         );
+    }
+}
+
+/// A Hub session or login from before the merge: the duplicate's id and
+/// identities stand for the customer that stays, whose flag decides.
+#[tokio::test]
+async fn hub_logins_of_a_merged_customer_are_decided_by_the_one_that_stays() {
+    let app = spawn_app().await;
+    let dup = app.create("Alan", "alan@old.example", "+447911123458").await;
+    let stays = app.create("Alan Turing", "alan@new.example", "").await;
+    let login = |who: Identifier| {
+        let mut hub = app.hub.clone();
+        async move {
+            hub.check_hub_login(pb::CheckHubLoginRequest { identifier: Some(who) })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    merge(&app, &stays.id, &dup.id).await;
+    let whos = [
+        Identifier::CustomerId(dup.id.clone()),
+        Identifier::Email("Alan@Old.Example".into()),
+        Identifier::Mobile("07911 123458".into()),
+    ];
+    for who in whos.clone() {
+        let answer = login(who.clone()).await;
+        assert!(answer.allowed, "{who:?}");
+        assert_eq!(answer.customer_id, stays.id, "{who:?}");
+    }
+    let mut disabled = customer("", "", "");
+    disabled.id = stays.id.clone();
+    disabled.hub_access_enabled = Some(false);
+    app.customers
+        .clone()
+        .update_customer(pb::UpdateCustomerRequest {
+            customer: Some(disabled),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["hub_access_enabled".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    for who in whos {
+        let answer = login(who.clone()).await;
+        assert!(!answer.allowed, "{who:?}");
+        assert_eq!(answer.customer_id, "", "{who:?}");
     }
 }
