@@ -2,7 +2,9 @@
 //! into another. Intake follows it from the merged customer's email or
 //! mobile and from its tickets' stored answers; UndeleteCustomer refuses it.
 //! A nullable column added at the end, so rows and older replicas' inserts
-//! (which name their columns) are untouched.
+//! (which name their columns) are untouched. Replicas of the previous
+//! release ignore it: until they are replaced they neither follow merges
+//! nor refuse to undelete a merged customer, so merge after the upgrade.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
