@@ -3,7 +3,8 @@
 //! `term (AND term)*`, where a term is `field = value` or `field : value`
 //! and a value is a bare word or a double-quoted string (`\"` and `\\`
 //! escape). Fields: `email`, `mobile`, `name` (`:` = substring),
-//! `attributes.KEY`, `source`, `hub_access_enabled`, `state`.
+//! `attributes.KEY`, `source`, `hub_access_enabled`, `state`,
+//! `merged_into_id` (which implies deleted customers).
 
 use super::{
     Error,
@@ -26,6 +27,8 @@ pub struct CustomerFilter {
     pub source: Option<Source>,
     pub hub_access_enabled: Option<bool>,
     pub state: Option<State>,
+    /// Customers merged into this one (all deleted).
+    pub merged_into: Option<String>,
 }
 
 const FIELD: &str = "filter";
@@ -79,6 +82,13 @@ impl CustomerFilter {
                 want_eq("state")?;
                 self.state = Some(State::parse(&value).ok_or_else(|| bad(format!("unknown state {value:?}")))?);
             }
+            "merged_into_id" => {
+                want_eq("merged_into_id")?;
+                if value.trim().is_empty() {
+                    return Err(bad("merged_into_id needs a customer id".into()));
+                }
+                self.merged_into = Some(value);
+            }
             "hub_access_enabled" => {
                 want_eq("hub_access_enabled")?;
                 self.hub_access_enabled = Some(match value.as_str() {
@@ -94,7 +104,8 @@ impl CustomerFilter {
                 }
                 _ => {
                     return Err(bad(format!(
-                        "unknown field {other:?}; filter on email, mobile, name, attributes.KEY, source, hub_access_enabled or state"
+                        "unknown field {other:?}; filter on email, mobile, name, attributes.KEY, source, hub_access_enabled, state or \
+                         merged_into_id"
                     )));
                 }
             },
@@ -197,7 +208,7 @@ mod tests {
     #[test]
     fn parses_every_field() {
         let f = parse(
-            r#"email = "Ada@Example.com" AND mobile="07911 123456" AND name:"LOVE" AND attributes.organization = "Acme \"UK\"" AND source = TICKET AND hub_access_enabled = false AND state = DELETED"#,
+            r#"email = "Ada@Example.com" AND mobile="07911 123456" AND name:"LOVE" AND attributes.organization = "Acme \"UK\"" AND source = TICKET AND hub_access_enabled = false AND state = DELETED AND merged_into_id = "c-1""#,
         )
         .unwrap();
         assert_eq!(f.email.as_deref(), Some("ada@example.com"));
@@ -210,6 +221,7 @@ mod tests {
         assert_eq!(f.source, Some(Source::Ticket));
         assert_eq!(f.hub_access_enabled, Some(false));
         assert_eq!(f.state, Some(State::Deleted));
+        assert_eq!(f.merged_into.as_deref(), Some("c-1"));
         assert_eq!(parse("  ").unwrap(), CustomerFilter::default());
     }
 
@@ -223,6 +235,7 @@ mod tests {
             "a = b OR c = d",
             "email = nope",
             "source = FAX",
+            "merged_into_id = \"\"",
         ] {
             assert!(matches!(parse(bad), Err(Error::InvalidArgument(_))), "{bad}");
         }

@@ -536,7 +536,10 @@ pub async fn list(
     let mut query = customer::Entity::find();
     match filter.state {
         Some(state) => query = query.filter(customer::Column::State.eq(state.as_str())),
-        None if !show_deleted => query = query.filter(customer::Column::State.eq(State::Active.as_str())),
+        // Merged customers are all deleted: that filter implies show_deleted.
+        None if !show_deleted && filter.merged_into.is_none() => {
+            query = query.filter(customer::Column::State.eq(State::Active.as_str()))
+        }
         None => {}
     }
     for (kind, value) in [(EMAIL, &filter.email), (MOBILE, &filter.mobile)] {
@@ -562,6 +565,9 @@ pub async fn list(
     }
     if let Some(source) = filter.source {
         query = query.filter(customer::Column::Source.eq(source.as_str()));
+    }
+    if let Some(id) = &filter.merged_into {
+        query = query.filter(customer::Column::MergedIntoId.eq(id.as_str()));
     }
     if let Some(hub) = filter.hub_access_enabled {
         query = query.filter(customer::Column::HubAccessEnabled.eq(hub));

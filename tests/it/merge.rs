@@ -182,6 +182,15 @@ async fn the_customer_that_stays_gains_the_duplicates_details_tickets_and_member
     assert_eq!(merged.ticket_count, 0, "its tickets count on the one that stays");
     assert!(merged.delete_time.is_some());
     assert_eq!(merged, app.get(&dup.id).await);
+    let listed = crate::harness::list_all(
+        &app,
+        pb::ListCustomersRequest {
+            filter: format!("merged_into_id = \"{}\"", stays.id),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(listed, std::slice::from_ref(&merged), "merged customers are listed without show_deleted");
 
     assert_eq!(
         memberships(&app, &stays.id).await,

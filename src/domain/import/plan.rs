@@ -149,7 +149,7 @@ impl Plan {
                     "IDENTITY_CONFLICT",
                     format!(
                         "The email belongs to customer {} but this mobile belongs to another customer, {}; \
-                         the row was not imported.",
+                         the row was not imported. If they are one person, merge them (MergeCustomers).",
                         plan.slots[a].id, plan.slots[b].id
                     ),
                 )),
