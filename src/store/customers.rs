@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, UpdateMany,
     sea_query::{Expr, ExprTrait, Func, LikeExpr, Query},
 };
 
@@ -307,32 +307,15 @@ async fn insert_identities(
     Ok(())
 }
 
-/// Writes `draft` over customer `before`, if it is still at `before.revision`.
-/// Identities that changed are replaced.
-pub async fn save(
+/// Updates `before`'s row with the columns `set` adds, bumping its
+/// revision, if it is still at `before.revision` (else `Stale`).
+async fn update_versioned(
     db: &impl ConnectionTrait,
     before: &Customer,
-    draft: &CustomerDraft,
     now: DateTime<Utc>,
-) -> Result<Customer, WriteError> {
-    let updated = customer::Entity::update_many()
-        .col_expr(customer::Column::Name, Expr::value(draft.name.clone()))
-        .col_expr(
-            customer::Column::Email,
-            Expr::value(draft.email.as_ref().map(|e| e.as_str().to_owned())),
-        )
-        .col_expr(
-            customer::Column::Mobile,
-            Expr::value(draft.mobile.as_ref().map(|m| m.e164().to_owned())),
-        )
-        .col_expr(
-            customer::Column::Attributes,
-            Expr::value(attributes_json(&draft.attributes)),
-        )
-        .col_expr(
-            customer::Column::HubAccessEnabled,
-            Expr::value(draft.hub_access_enabled),
-        )
+    set: impl FnOnce(UpdateMany<customer::Entity>) -> UpdateMany<customer::Entity>,
+) -> Result<(), WriteError> {
+    let updated = set(customer::Entity::update_many())
         .col_expr(customer::Column::Revision, Expr::value(before.revision + 1))
         .col_expr(customer::Column::UpdateTime, Expr::value(now))
         .filter(customer::Column::Id.eq(before.id.as_str()))
@@ -342,6 +325,38 @@ pub async fn save(
     if updated.rows_affected != 1 {
         return Err(WriteError::Stale);
     }
+    Ok(())
+}
+
+/// Writes `draft` over customer `before`, if it is still at `before.revision`.
+/// Identities that changed are replaced.
+pub async fn save(
+    db: &impl ConnectionTrait,
+    before: &Customer,
+    draft: &CustomerDraft,
+    now: DateTime<Utc>,
+) -> Result<Customer, WriteError> {
+    update_versioned(db, before, now, |update| {
+        update
+            .col_expr(customer::Column::Name, Expr::value(draft.name.clone()))
+            .col_expr(
+                customer::Column::Email,
+                Expr::value(draft.email.as_ref().map(|e| e.as_str().to_owned())),
+            )
+            .col_expr(
+                customer::Column::Mobile,
+                Expr::value(draft.mobile.as_ref().map(|m| m.e164().to_owned())),
+            )
+            .col_expr(
+                customer::Column::Attributes,
+                Expr::value(attributes_json(&draft.attributes)),
+            )
+            .col_expr(
+                customer::Column::HubAccessEnabled,
+                Expr::value(draft.hub_access_enabled),
+            )
+    })
+    .await?;
     let before_draft = before.to_draft();
     let email_changed =
         before_draft.email.as_ref().map(|e| e.normalised()) != draft.email.as_ref().map(|e| e.normalised());
@@ -382,18 +397,12 @@ pub async fn set_state(
     now: DateTime<Utc>,
 ) -> Result<Customer, WriteError> {
     let delete_time = (state == State::Deleted).then_some(now);
-    let updated = customer::Entity::update_many()
-        .col_expr(customer::Column::State, Expr::value(state.as_str()))
-        .col_expr(customer::Column::DeleteTime, Expr::value(delete_time))
-        .col_expr(customer::Column::Revision, Expr::value(before.revision + 1))
-        .col_expr(customer::Column::UpdateTime, Expr::value(now))
-        .filter(customer::Column::Id.eq(before.id.as_str()))
-        .filter(customer::Column::Revision.eq(before.revision))
-        .exec(db)
-        .await?;
-    if updated.rows_affected != 1 {
-        return Err(WriteError::Stale);
-    }
+    update_versioned(db, before, now, |update| {
+        update
+            .col_expr(customer::Column::State, Expr::value(state.as_str()))
+            .col_expr(customer::Column::DeleteTime, Expr::value(delete_time))
+    })
+    .await?;
     // Re-claim one kind at a time so a violation names the identity.
     for kind in [IdentityKind::Email, IdentityKind::Mobile] {
         let live_key = match state {
@@ -435,31 +444,25 @@ pub async fn mark_merged(
     into: &str,
     now: DateTime<Utc>,
 ) -> Result<Customer, WriteError> {
-    let updated = customer::Entity::update_many()
-        .col_expr(customer::Column::State, Expr::value(State::Deleted.as_str()))
-        .col_expr(
-            customer::Column::DeleteTime,
-            Expr::value(before.delete_time.unwrap_or(now)),
-        )
-        .col_expr(customer::Column::MergedIntoId, Expr::value(into))
-        .col_expr(customer::Column::TicketCount, Expr::value(0i64))
-        .col_expr(
-            customer::Column::FirstTicketTime,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(
-            customer::Column::LastTicketTime,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(customer::Column::Revision, Expr::value(before.revision + 1))
-        .col_expr(customer::Column::UpdateTime, Expr::value(now))
-        .filter(customer::Column::Id.eq(before.id.as_str()))
-        .filter(customer::Column::Revision.eq(before.revision))
-        .exec(db)
-        .await?;
-    if updated.rows_affected != 1 {
-        return Err(WriteError::Stale);
-    }
+    update_versioned(db, before, now, |update| {
+        update
+            .col_expr(customer::Column::State, Expr::value(State::Deleted.as_str()))
+            .col_expr(
+                customer::Column::DeleteTime,
+                Expr::value(before.delete_time.unwrap_or(now)),
+            )
+            .col_expr(customer::Column::MergedIntoId, Expr::value(into))
+            .col_expr(customer::Column::TicketCount, Expr::value(0i64))
+            .col_expr(
+                customer::Column::FirstTicketTime,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                customer::Column::LastTicketTime,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+    })
+    .await?;
     identity::Entity::update_many()
         .col_expr(identity::Column::LiveKey, Expr::value(Option::<String>::None))
         .filter(identity::Column::CustomerId.eq(before.id.as_str()))

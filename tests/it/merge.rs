@@ -190,7 +190,11 @@ async fn the_customer_that_stays_gains_the_duplicates_details_tickets_and_member
         },
     )
     .await;
-    assert_eq!(listed, std::slice::from_ref(&merged), "merged customers are listed without show_deleted");
+    assert_eq!(
+        listed,
+        std::slice::from_ref(&merged),
+        "merged customers are listed without show_deleted"
+    );
 
     assert_eq!(
         memberships(&app, &stays.id).await,
