@@ -401,10 +401,11 @@ impl TicketIntake {
     }
 }
 
-/// What a matched customer lacks and the ticket has: a missing email or
-/// mobile (when no one else holds it), a missing name, missing attribute
-/// keys. Never overwrites what is there. `None` when nothing is missing.
-fn fill_in(customer: &Customer, ticket: &CustomerDraft, owners: &Owners) -> Option<CustomerDraft> {
+/// What a matched customer lacks and the ticket (or a merged duplicate)
+/// has: a missing email or mobile (when no one else holds it), a missing
+/// name, missing attribute keys. Never overwrites what is there. `None`
+/// when nothing is missing.
+pub(super) fn fill_in(customer: &Customer, ticket: &CustomerDraft, owners: &Owners) -> Option<CustomerDraft> {
     let mut draft = customer.to_draft();
     let before = draft.clone();
     if draft.email.is_none() && owners.email.is_none() {

@@ -12,15 +12,16 @@
 use super::{
     Error, FieldViolation,
     auth::Principal,
-    customer::{Customer, CustomerDraft, State},
+    customer::{Customer, State},
     customers::Customers,
     history::{Journal, Origin},
+    intake::fill_in,
     organizations::Membership,
 };
 use crate::store::{
     WriteTxn,
-    customers::{self as q, IdentityKind, WriteError},
-    is_unique_violation, organizations as oq,
+    customers::{self as q, WriteError},
+    intake as iq, is_unique_violation, organizations as oq,
 };
 
 /// Attempts before a merge that keeps losing races gives up.
@@ -89,8 +90,18 @@ impl Customers {
             Err(WriteError::Stale | WriteError::Taken(_)) => return Ok(Attempt::Retry),
             Err(WriteError::Db(e)) => return Err(e.into()),
         };
+        // What the one that stays lacks, as a ticket would fill it in; its
+        // Hub access flag stays its own. Asked after the duplicate let go
+        // of its identities, so only someone else's hold stops them.
+        let theirs = source.to_draft();
+        let holders = iq::live_owners(
+            &**txn,
+            theirs.email.as_ref().map(|e| e.normalised()),
+            theirs.mobile.as_ref().map(|m| m.e164()),
+        )
+        .await?;
         let mut customer = target.clone();
-        if let Some(filled) = self.gains(txn, &target, &source).await? {
+        if let Some(filled) = fill_in(&target, &theirs, &holders) {
             customer = match q::save(&**txn, &target, &filled, now).await {
                 Ok(c) => c,
                 Err(WriteError::Stale | WriteError::Taken(_)) => return Ok(Attempt::Retry),
@@ -140,43 +151,6 @@ impl Customers {
             .await?
             .ok_or_else(|| Error::customer_not_found(&customer.id))?;
         Ok(Attempt::Done(Box::new(Merged { customer, merged })))
-    }
-
-    /// What the one that stays gains from the duplicate: a missing email or
-    /// mobile that no other live customer holds, a missing name, attribute
-    /// keys it lacks. Its Hub access flag stays its own.
-    async fn gains(
-        &self,
-        txn: &WriteTxn,
-        target: &Customer,
-        source: &Customer,
-    ) -> Result<Option<CustomerDraft>, Error> {
-        let theirs = source.to_draft();
-        let mut draft = target.to_draft();
-        let before = draft.clone();
-        if draft.email.is_none()
-            && let Some(email) = theirs.email
-            && q::live_owner(&**txn, IdentityKind::Email, email.normalised())
-                .await?
-                .is_none()
-        {
-            draft.email = Some(email);
-        }
-        if draft.mobile.is_none()
-            && let Some(mobile) = theirs.mobile
-            && q::live_owner(&**txn, IdentityKind::Mobile, mobile.e164())
-                .await?
-                .is_none()
-        {
-            draft.mobile = Some(mobile);
-        }
-        if draft.name.is_empty() {
-            draft.name = theirs.name;
-        }
-        for (key, value) in theirs.attributes {
-            draft.attributes.entry(key).or_insert(value);
-        }
-        Ok((draft != before).then_some(draft))
     }
 
     /// The customer with `id`, or the one it was merged into (following a
