@@ -7,7 +7,11 @@
 //! organization/role/department; ~1% invalid (a broken email), ~5% repeats
 //! of an earlier person (email in another case: an update). For each
 //! backend: a fresh database, the file streamed in 256 KiB messages, rows/s,
-//! total time and the server's peak RSS. Floors, same run, same customers:
+//! total time and the server's peak RSS, and the slowest of the
+//! CreateCustomer calls another caller made meanwhile, one at a time (how
+//! long the import held up other writers). On SQLite the same file then
+//! goes through again as a dry run over the stored customers (it works on
+//! a copy of them). Floors, same run, same customers:
 //! PostgreSQL `COPY` into the same tables and indexes (customers,
 //! identities, memberships), and a bare SQLite batch insert (multi-row
 //! INSERTs, 10,000 rows per transaction) into the same schema.
@@ -166,14 +170,37 @@ async fn connect(addr: &str) -> Channel {
     panic!("server never became SERVING");
 }
 
-/// Streams the file through ImportCustomers; (report, seconds, peak RSS MiB).
-async fn import(url: &str, path: &std::path::Path) -> (pb::ImportCustomersResponse, f64, f64) {
+/// What one import through the server measured.
+struct Run {
+    report: pb::ImportCustomersResponse,
+    seconds: f64,
+    /// Server's peak RSS, MiB.
+    peak: f64,
+    /// CreateCustomer calls made meanwhile, one at a time, and the slowest.
+    probes: usize,
+    slowest_probe: Duration,
+}
+
+/// Streams the file through ImportCustomers while another caller creates
+/// customers one after the other: does the import hold up other writers?
+async fn import(url: &str, path: &std::path::Path, dry_run: bool) -> Run {
     let server = Server::start(url);
-    let mut client = CustomerServiceClient::new(connect(&server.addr).await);
+    let channel = connect(&server.addr).await;
+    let mut client = CustomerServiceClient::new(channel.clone());
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let mut file = tokio::fs::File::open(path).await.unwrap();
     let start = Instant::now();
     let sender = tokio::spawn(async move {
+        let options = pb::ImportOptions {
+            dry_run,
+            ..Default::default()
+        };
+        let first = pb::ImportCustomersRequest {
+            part: Some(Part::Options(options)),
+        };
+        if tx.send(first).await.is_err() {
+            return;
+        }
         let mut buf = vec![0; CHUNK];
         loop {
             let n = file.read(&mut buf).await.unwrap();
@@ -186,15 +213,52 @@ async fn import(url: &str, path: &std::path::Path) -> (pb::ImportCustomersRespon
             }
         }
     });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = tokio::spawn({
+        let (mut client, stop) = (CustomerServiceClient::new(channel), stop.clone());
+        let tag = if dry_run { "dry" } else { "real" };
+        async move {
+            let (mut probes, mut slowest) = (0, Duration::ZERO);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                let customer = pb::Customer {
+                    name: "Probe".into(),
+                    email: format!("probe.{tag}.{probes}@bench.example.com"),
+                    ..Default::default()
+                };
+                let created = client
+                    .create_customer(pb::CreateCustomerRequest {
+                        customer: Some(customer),
+                        request_id: String::new(),
+                    })
+                    .await;
+                slowest = slowest.max(t.elapsed());
+                probes += 1;
+                if let Err(e) = created {
+                    println!("  a probe's create failed: {:?} after {:?}", e.code(), t.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (probes, slowest)
+        }
+    });
     let report = client
         .import_customers(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
         .expect("import")
         .into_inner();
     let seconds = start.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (probes, slowest_probe) = prober.await.unwrap();
     sender.await.unwrap();
     let (peak, _) = server.memory();
-    (report, seconds, peak)
+    Run {
+        report,
+        seconds,
+        peak,
+        probes,
+        slowest_probe,
+    }
 }
 
 /// A fresh schema through the service's own migrations.
@@ -390,12 +454,14 @@ async fn sqlite_floor(url: &str, people: &[usize]) -> f64 {
     seconds
 }
 
-fn report_line(label: &str, g: &Generated, r: &pb::ImportCustomersResponse, seconds: f64, peak: f64) {
+fn report_line(label: &str, g: &Generated, run: &Run) {
+    let r = &run.report;
     println!(
-        "| {label} import via gRPC | {} | {:.1} | {:.0} | {peak:.1} |",
+        "| {label} | {} | {:.1} | {:.0} | {:.1} |",
         g.rows,
-        seconds,
-        g.rows as f64 / seconds
+        run.seconds,
+        g.rows as f64 / run.seconds,
+        run.peak
     );
     println!(
         "  report: received {} created {} updated {} unchanged {} skipped {} failed {} (expected created {}, failed {})",
@@ -408,7 +474,11 @@ fn report_line(label: &str, g: &Generated, r: &pb::ImportCustomersResponse, seco
         g.people.len(),
         g.invalid
     );
-    assert_eq!(r.created as usize, g.people.len(), "created");
+    println!(
+        "  meanwhile {} CreateCustomer calls, one at a time: the slowest took {:.1} ms",
+        run.probes,
+        run.slowest_probe.as_secs_f64() * 1e3
+    );
     assert_eq!(r.failed as usize, g.invalid, "failed");
 }
 
@@ -438,8 +508,18 @@ async fn main() {
     let people_rate = |s: f64| g.people.len() as f64 / s;
     if a.backend == "all" || a.backend == "sqlite" {
         let url = format!("sqlite://{}", dir.path().join("import.db").display());
-        let (r, seconds, peak) = import(&url, &file).await;
-        report_line("SQLite", &g, &r, seconds, peak);
+        let run = import(&url, &file, false).await;
+        report_line("SQLite import via gRPC", &g, &run);
+        assert_eq!(run.report.created as usize, g.people.len(), "created");
+        let seconds = run.seconds;
+        // The same file again as a dry run, over the customers it stored:
+        // SQLite's dry run first copies them (src/store/snapshot.rs).
+        let dry = import(&url, &file, true).await;
+        report_line("SQLite dry run of it again", &g, &dry);
+        assert!(
+            dry.report.created == 0 && dry.report.nothing_stored,
+            "a dry run over the stored file"
+        );
         let floor_url = format!("sqlite://{}", dir.path().join("floor.db").display());
         let floor = sqlite_floor(&floor_url, &g.people).await;
         println!(
@@ -458,8 +538,10 @@ async fn main() {
     if a.backend == "all" || a.backend == "postgres" {
         match common::ScratchDatabase::postgres().await {
             Ok(db) => {
-                let (r, seconds, peak) = import(&db.url, &file).await;
-                report_line("PostgreSQL", &g, &r, seconds, peak);
+                let run = import(&db.url, &file, false).await;
+                report_line("PostgreSQL import via gRPC", &g, &run);
+                assert_eq!(run.report.created as usize, g.people.len(), "created");
+                let seconds = run.seconds;
                 db.drop().await;
                 let floor_db = common::ScratchDatabase::postgres().await.unwrap();
                 let floor = copy_floor(&floor_db.url, &g.people).await;

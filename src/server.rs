@@ -135,7 +135,7 @@ pub async fn serve(
         .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
         .await;
 
-    let store = Store::connect(&config.database_url, &config.pool).await?;
+    let store = Store::open(&config.database_url, &config.pool).await?;
     let readiness = Readiness::default();
     let customers = Customers::new(store.clone(), config.customers);
     let gate = Gate::new(readiness.clone());

@@ -11,6 +11,7 @@ pub mod intake_batch;
 pub mod migration;
 pub mod organizations;
 pub mod pg;
+mod snapshot;
 pub mod sockets;
 
 use std::{path::Path, sync::Arc, time::Duration};
@@ -68,6 +69,9 @@ pub struct Store {
     sqlite_file: Option<Arc<Path>>,
     /// For connections opened outside the pool (the intake batch writer's).
     dead_peer: Option<DeadPeer>,
+    /// A dry run's private copy of a SQLite file: its files, removed when
+    /// the last handle drops (after the pools above).
+    copy: Option<Arc<snapshot::Files>>,
 }
 
 /// A write transaction. On SQLite it holds the writer slot until dropped.
@@ -109,6 +113,7 @@ impl Store {
                 committed: None,
                 sqlite_file: None,
                 dead_peer: pool.dead_peer,
+                copy: None,
             });
         }
         let writer = Database::connect(Self::options(url, pool, 1)).await?;
@@ -128,7 +133,52 @@ impl Store {
             sqlite_writer: Some(slot),
             db,
             dead_peer: None,
+            copy: None,
         })
+    }
+
+    /// Connects to the server's own database: [`Store::connect`], and on a
+    /// SQLite file the removal of dry-run copies a stopped process left.
+    pub async fn open(url: &str, pool: &PoolSettings) -> Result<Self, DbErr> {
+        let store = Self::connect(url, pool).await?;
+        if let Some(file) = &store.sqlite_file {
+            snapshot::remove_stale(file);
+        }
+        Ok(store)
+    }
+
+    /// Where a dry-run import writes: on a SQLite file, a private copy of
+    /// what an import reads, so that the dry run's long transaction holds
+    /// up no other writer (see `snapshot.rs`); elsewhere this store (the
+    /// dry run's transaction is rolled back, and holds only the row locks
+    /// of the customers it updated).
+    pub async fn for_dry_run(&self) -> Result<Store, DbErr> {
+        let Some(live) = self.sqlite_file.clone() else {
+            return Ok(self.clone());
+        };
+        let start = std::time::Instant::now();
+        let dir = snapshot::dir_of(&live);
+        std::fs::create_dir_all(&dir).map_err(|e| DbErr::Custom(format!("dry-run copy in {}: {e}", dir.display())))?;
+        let files = Arc::new(snapshot::Files(dir.join(format!("{}.db", uuid::Uuid::now_v7()))));
+        let url = format!("sqlite://{}", files.0.display());
+        let pool = PoolSettings {
+            max_connections: 2,
+            ..PoolSettings::default()
+        };
+        let mut copy = Self::connect(&url, &pool).await?;
+        copy.migrate().await?;
+        let target = files.0.clone();
+        tokio::task::spawn_blocking(move || snapshot::fill(&live, &target))
+            .await
+            .map_err(|e| DbErr::Custom(format!("dry-run copy: {e}")))?
+            .map_err(|e| DbErr::Custom(format!("dry-run copy: {e}")))?;
+        tracing::info!(
+            copy = %files.0.display(),
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "dry run: made its copy of the database"
+        );
+        copy.copy = Some(files);
+        Ok(copy)
     }
 
     fn options(url: &str, pool: &PoolSettings, max_connections: u32) -> ConnectOptions {

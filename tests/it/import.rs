@@ -240,13 +240,93 @@ async fn an_unclosed_quote_is_resource_exhausted_and_earlier_batches_stay() {
 async fn dry_run_counts_like_a_real_run_and_stores_nothing() {
     let app = spawn_app().await;
     app.create("Existing", "jane@example.com", "").await;
-    let dry = import_csv(&app, dry_run(), MESSY.as_bytes()).await;
+    // A deleted customer's email makes a new customer: the dry run must
+    // see the deleted one as deleted.
+    let gone = app.create("Gone", "last@example.com", "").await;
+    app.delete(&gone.id).await;
+    // An unchanged row, so the dry run must see the stored values.
+    import_csv(&app, None, b"name,email\nZo\xc3\xab,zoe@example.com\n").await;
+    let before = all(&app).await;
+    let file = format!("{MESSY}\nZo\u{eb},zoe@example.com,,,,,\n");
+    let dry = import_csv(&app, dry_run(), file.as_bytes()).await;
     assert!(dry.nothing_stored);
-    assert_eq!(all(&app).await.len(), 1);
-    let real = import_csv(&app, None, MESSY.as_bytes()).await;
+    assert_eq!(all(&app).await, before);
+    let real = import_csv(&app, None, file.as_bytes()).await;
     assert!(!real.nothing_stored);
     assert_eq!((counts(&dry), problems(&dry)), (counts(&real), problems(&real)));
-    assert_eq!(counts(&real), (3, 1, 0, 0, 0));
+    assert_eq!(counts(&real), (3, 1, 1, 0, 0));
+}
+
+/// On SQLite a dry run writes into a private copy of the database, so its
+/// long transaction holds up no other writer; the copy is removed when it
+/// ends. (On PostgreSQL and MySQL it holds only the row locks of the
+/// customers it updated.)
+#[tokio::test]
+async fn a_dry_run_holds_up_no_other_writes() {
+    use crate::intake::{resolve, ticket};
+    let app = spawn_app().await;
+    let kept = app.create("Kept", "kept@example.com", "").await;
+    // A full batch (it is written while the stream stays open) that renames
+    // `kept`, and the start of a second.
+    let mut file = String::from("name,email\nKept Renamed,kept@example.com\n");
+    for i in 1..1500 {
+        file.push_str(&format!("Person {i},p{i}@example.com\n"));
+    }
+    let (tx, call) = open_import(app.customers.clone(), 4);
+    for message in messages(dry_run(), &[file.as_bytes()]) {
+        tx.send(message).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let quick = Duration::from_secs(3);
+    let during = tokio::time::timeout(quick, app.create("During", "during@example.com", ""))
+        .await
+        .expect("a create during a dry run is not held up");
+    let ticket_for = |id: &str, email: &str| ticket(id, "", email, "");
+    let new = tokio::time::timeout(quick, resolve(&app, ticket_for("T-new", "new@example.com")))
+        .await
+        .expect("a ticket during a dry run is not held up");
+    assert!(new.created);
+    if app.db.url.starts_with("sqlite") {
+        // On SQLite even the customer the dry run updated takes its ticket.
+        let old = tokio::time::timeout(quick, resolve(&app, ticket_for("T-kept", "kept@example.com")))
+            .await
+            .expect("a ticket for a customer the dry run updated is not held up on SQLite");
+        assert_eq!(old.customer.unwrap().id, kept.id);
+    }
+
+    drop(tx);
+    let report = call.await.unwrap().expect("dry run").into_inner();
+    assert_eq!((counts(&report), report.nothing_stored), ((1499, 1, 0, 0, 0), true));
+    assert_eq!(app.get(&kept.id).await.name, "Kept");
+    let ids: Vec<String> = all(&app).await.into_iter().map(|c| c.id).collect();
+    assert!(ids.contains(&during.id) && ids.contains(&new.customer.unwrap().id));
+    assert_eq!(ids.len(), 3, "nothing of the dry run was stored");
+    if let Some(path) = app.db.url.strip_prefix("sqlite://") {
+        let copies = std::path::PathBuf::from(format!("{path}.dry-runs"));
+        let left: Vec<_> = std::fs::read_dir(&copies)
+            .expect("the dry run made its copy there")
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "the copy is removed when the dry run ends: {left:?}");
+    }
+}
+
+/// A copy that a crashed process left behind is removed when the server
+/// opens the database again.
+#[tokio::test]
+async fn a_dry_run_copy_left_by_a_crash_is_removed_at_start() {
+    let db = crate::harness::TestDb::new().await;
+    let Some(path) = db.url.strip_prefix("sqlite://") else {
+        eprintln!("SKIPPED: dry-run copies are made on SQLite only");
+        return;
+    };
+    let copies = std::path::PathBuf::from(format!("{path}.dry-runs"));
+    std::fs::create_dir_all(&copies).unwrap();
+    std::fs::write(copies.join("0190-left.db"), b"left by a crash").unwrap();
+    let app = crate::harness::spawn_on(db, crate::harness::test_settings()).await;
+    assert!(!copies.exists(), "the old copy is gone");
+    app.create("After", "after@example.com", "").await;
 }
 
 #[tokio::test]

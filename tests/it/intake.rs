@@ -12,7 +12,7 @@ use customer_service::api::limits::Limits;
 
 use crate::harness::{TestApp, bad_fields, spawn_app, spawn_on, spawn_with_limits, test_settings};
 
-fn ticket(id: &str, name: &str, email: &str, mobile: &str) -> pb::ResolveTicketCustomerRequest {
+pub(crate) fn ticket(id: &str, name: &str, email: &str, mobile: &str) -> pb::ResolveTicketCustomerRequest {
     pb::ResolveTicketCustomerRequest {
         ticket_id: id.into(),
         name: name.into(),
@@ -22,7 +22,7 @@ fn ticket(id: &str, name: &str, email: &str, mobile: &str) -> pb::ResolveTicketC
     }
 }
 
-async fn resolve(app: &TestApp, req: pb::ResolveTicketCustomerRequest) -> pb::ResolveTicketCustomerResponse {
+pub(crate) async fn resolve(app: &TestApp, req: pb::ResolveTicketCustomerRequest) -> pb::ResolveTicketCustomerResponse {
     app.intake
         .clone()
         .resolve_ticket_customer(req)

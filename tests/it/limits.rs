@@ -110,17 +110,21 @@ async fn oversized_messages_are_resource_exhausted_and_the_service_keeps_serving
     app.create("Small", "small@example.com", "").await;
 }
 
-/// A dry-run import of one row whose stream stays open until the returned
-/// sender is dropped.
-async fn open_dry_run(
+fn all_or_nothing() -> pb::ImportOptions {
+    pb::ImportOptions {
+        all_or_nothing: true,
+        ..Default::default()
+    }
+}
+
+/// An import of one row whose stream stays open until the returned sender
+/// is dropped.
+async fn open_import_with(
     app: &crate::harness::TestApp,
+    options: pb::ImportOptions,
     email: &str,
 ) -> (tokio::sync::mpsc::Sender<pb::ImportCustomersRequest>, ImportCall) {
     let (tx, call) = open_import(app.customers.clone(), 2);
-    let options = pb::ImportOptions {
-        dry_run: true,
-        ..Default::default()
-    };
     for part in [
         Part::Options(options),
         Part::CsvChunk(format!("email\n{email}\n").into_bytes()),
@@ -137,12 +141,13 @@ async fn unary_calls_have_a_deadline_that_imports_do_not() {
         ..Limits::default()
     })
     .await;
-    // A dry run keeps its transaction open for the whole stream; it lasts
+    // An all-or-nothing import keeps its transaction open for the whole
+    // stream; it lasts
     // well past the unary deadline.
-    let (tx, call) = open_dry_run(&app, "slow@example.com").await;
+    let (tx, call) = open_import_with(&app, all_or_nothing(), "slow@example.com").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     if app.db.url.starts_with("sqlite") {
-        // On SQLite the dry run holds the one write slot, so a create waits
+        // On SQLite the import holds the one write slot, so a create waits
         // until the server's unary deadline cuts it off.
         let status = app
             .customers
@@ -159,7 +164,7 @@ async fn unary_calls_have_a_deadline_that_imports_do_not() {
     }
     drop(tx);
     let report = call.await.unwrap().expect("a long import is not cut off").into_inner();
-    assert_eq!((report.created, report.nothing_stored), (1, true));
+    assert_eq!((report.created, report.nothing_stored), (1, false));
     // Unary calls answer normally again.
     app.create("Quick", "quick@example.com", "").await;
 }
@@ -171,8 +176,9 @@ async fn a_silent_import_is_stopped_and_releases_what_it_held() {
         ..Limits::default()
     })
     .await;
-    // A dry run (on SQLite it holds the write slot), then silence.
-    let (tx, call) = open_dry_run(&app, "quiet@example.com").await;
+    // An all-or-nothing import (on SQLite it holds the write slot), then
+    // silence.
+    let (tx, call) = open_import_with(&app, all_or_nothing(), "quiet@example.com").await;
     let status = tokio::time::timeout(Duration::from_secs(5), call)
         .await
         .expect("stopped by the server")

@@ -6,6 +6,8 @@
 //! UPSERT mode finishes the job. A dry run and an all-or-nothing import run
 //! the very same code inside one outer transaction that is rolled back (dry
 //! run, or any row failed) or committed at the end; batches are savepoints.
+//! On SQLite a dry run writes into a private copy of the database
+//! (`Store::for_dry_run`), so that its transaction holds up no other writer.
 
 pub mod csv;
 pub mod plan;
@@ -97,6 +99,8 @@ pub struct ImportRun {
     last_row: u64,
     pending: Vec<ImportRecord>,
     writer: Writer,
+    /// A dry run's copy of a SQLite store, kept until its transaction ends.
+    _copy: Option<Store>,
 }
 
 /// The writer task and the queue to it (one batch waits while one is written).
@@ -163,7 +167,11 @@ impl From<SplitError> for Stop {
 impl ImportRun {
     /// Starts an import into `customers`' store.
     pub async fn start(customers: &Customers, options: ImportOptions, by: &Principal) -> Result<Self, Error> {
-        let store = customers.store().clone();
+        let store = if options.dry_run {
+            customers.store().for_dry_run().await?
+        } else {
+            customers.store().clone()
+        };
         let outer = if options.dry_run || options.all_or_nothing {
             Some(store.begin_write().await?)
         } else {
@@ -179,6 +187,7 @@ impl ImportRun {
             principal: by.name.clone(),
             import_id: import_id.clone(),
         };
+        let copy = options.dry_run.then(|| store.clone());
         let task = tokio::spawn(write_all(store, outer, batches, settings, author, options.max_errors));
         Ok(Self {
             options,
@@ -195,6 +204,7 @@ impl ImportRun {
                 queue: Some(queue),
                 task: Some(task),
             },
+            _copy: copy,
         })
     }
 
