@@ -152,26 +152,26 @@ impl Store {
     /// up no other writer (see `snapshot.rs`); elsewhere this store (the
     /// dry run's transaction is rolled back, and holds only the row locks
     /// of the customers it updated).
-    pub async fn for_dry_run(&self) -> Result<Store, DbErr> {
+    pub async fn for_dry_run(&self) -> Result<Store, Error> {
         let Some(live) = self.sqlite_file.clone() else {
             return Ok(self.clone());
         };
         let start = std::time::Instant::now();
         let dir = snapshot::dir_of(&live);
-        std::fs::create_dir_all(&dir).map_err(|e| DbErr::Custom(format!("dry-run copy in {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(snapshot::Failed::Dir)?;
         let files = Arc::new(snapshot::Files(dir.join(format!("{}.db", uuid::Uuid::now_v7()))));
         let url = format!("sqlite://{}", files.0.display());
         let pool = PoolSettings {
             max_connections: 2,
             ..PoolSettings::default()
         };
-        let mut copy = Self::connect(&url, &pool).await?;
-        copy.migrate().await?;
+        let mut copy = Self::connect(&url, &pool).await.map_err(snapshot::Failed::Schema)?;
+        copy.migrate().await.map_err(snapshot::Failed::Schema)?;
         let target = files.0.clone();
         tokio::task::spawn_blocking(move || snapshot::fill(&live, &target))
             .await
-            .map_err(|e| DbErr::Custom(format!("dry-run copy: {e}")))?
-            .map_err(|e| DbErr::Custom(format!("dry-run copy: {e}")))?;
+            .map_err(|e| Error::Internal(format!("dry-run copy: {e}")))?
+            .map_err(snapshot::Failed::Fill)?;
         tracing::info!(
             copy = %files.0.display(),
             elapsed_ms = start.elapsed().as_millis() as u64,
@@ -429,8 +429,32 @@ pub fn is_connection_error(err: &DbErr) -> bool {
     }
 }
 
+/// Whether a database error means its disk is full: SQLite's SQLITE_FULL,
+/// PostgreSQL's `disk_full` (53100).
+pub(crate) fn is_disk_full(err: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx::Error as Sqlx};
+    match err {
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(e.as_ref(), Sqlx::Database(d) if matches!(d.code().as_deref(), Some("13" | "53100")))
+        }
+        _ => false,
+    }
+}
+
 impl From<DbErr> for Error {
     fn from(err: DbErr) -> Self {
+        if is_disk_full(&err) {
+            // The operator's to fix, and the caller's to be told of: the
+            // transaction rolled back, so nothing of the request is stored.
+            return Error::ResourceExhausted {
+                reason: "STORAGE_FULL",
+                message: "the database's disk is full: the write in progress was rolled back, and nothing of it is stored (retry once there is room)"
+                    .into(),
+                metadata: Vec::new(),
+            };
+        }
         if is_connection_error(&err) {
             Error::Unavailable(err.to_string())
         } else {
@@ -449,6 +473,40 @@ mod tests {
         assert_eq!(tcp_port("mysql://root@[::1]/test"), Some(3306));
         assert_eq!(tcp_port("postgres://u@%2Fvar%2Frun%2Fpostgresql/x"), None);
         assert_eq!(tcp_port("sqlite:///tmp/x.db"), None);
+    }
+
+    /// A real SQLITE_FULL (a page limit stands in for the disk) becomes
+    /// RESOURCE_EXHAUSTED, not an opaque INTERNAL.
+    #[tokio::test]
+    async fn a_full_database_is_resource_exhausted() {
+        use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("full.db").display());
+        let db = Database::connect(ConnectOptions::new(url).max_connections(1).to_owned())
+            .await
+            .unwrap();
+        db.execute_unprepared("CREATE TABLE t (b BLOB)").await.unwrap();
+        let pages: i64 = {
+            use sea_orm::{DbBackend, Statement};
+            let row = db
+                .query_one_raw(Statement::from_string(DbBackend::Sqlite, "PRAGMA page_count"))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get_by_index(0).unwrap()
+        };
+        db.execute_unprepared(&format!("PRAGMA max_page_count = {}", pages + 2))
+            .await
+            .unwrap();
+        let err = db
+            .execute_unprepared("INSERT INTO t VALUES (zeroblob(100000))")
+            .await
+            .unwrap_err();
+        assert!(super::is_disk_full(&err), "{err:?}");
+        let super::Error::ResourceExhausted { reason, .. } = super::Error::from(err) else {
+            panic!("RESOURCE_EXHAUSTED");
+        };
+        assert_eq!(reason, "STORAGE_FULL");
     }
 
     #[test]

@@ -17,7 +17,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use rusqlite::Connection;
+use rusqlite::{Connection, ErrorCode};
+use sea_orm::DbErr;
+
+use crate::domain::Error;
 
 /// Tables an import never reads, so a copy for a dry run leaves them empty.
 const NOT_COPIED: [&str; 3] = ["ticket_links", "history_entries", "seaql_migrations"];
@@ -89,6 +92,59 @@ pub(super) fn fill(live: &Path, copy: &Path) -> rusqlite::Result<()> {
     conn.execute_batch("COMMIT; DETACH DATABASE live;")
 }
 
+/// Why a copy could not be made.
+#[derive(Debug)]
+pub(super) enum Failed {
+    Dir(std::io::Error),
+    Schema(DbErr),
+    Fill(rusqlite::Error),
+}
+
+impl Failed {
+    fn disk_full(&self) -> bool {
+        match self {
+            Failed::Dir(e) => e.kind() == std::io::ErrorKind::StorageFull,
+            Failed::Schema(e) => super::is_disk_full(e),
+            Failed::Fill(e) => e.sqlite_error_code() == Some(ErrorCode::DiskFull),
+        }
+    }
+}
+
+/// A full disk is the operator's to fix, and the caller's to be told of;
+/// anything else is a fault of ours.
+impl From<Failed> for Error {
+    fn from(failed: Failed) -> Self {
+        if failed.disk_full() {
+            return Error::ResourceExhausted {
+                reason: "DRY_RUN_DISK_FULL",
+                message: "a dry run on SQLite works on a copy of the customers beside the database, and the disk \
+                          has no room for it; nothing was imported (free disk space and run it again)"
+                    .into(),
+                metadata: Vec::new(),
+            };
+        }
+        Error::Internal(format!("dry-run copy: {failed:?}"))
+    }
+}
+
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_resource_exhausted_and_other_failures_internal() {
+        let full = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL), None);
+        let Error::ResourceExhausted { reason, .. } = Error::from(Failed::Fill(full)) else {
+            panic!("a full disk is RESOURCE_EXHAUSTED");
+        };
+        assert_eq!(reason, "DRY_RUN_DISK_FULL");
+        let dir = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(matches!(Error::from(Failed::Dir(dir)), Error::ResourceExhausted { .. }));
+        let io = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR), None);
+        assert!(matches!(Error::from(Failed::Fill(io)), Error::Internal(_)));
+    }
 }
