@@ -387,12 +387,7 @@ impl TicketIntake {
                 }
             }
             let own = deleted.to_draft();
-            let owners = iq::live_owners(
-                &**txn,
-                own.email.as_ref().map(|e| e.normalised()),
-                own.mobile.as_ref().map(|m| m.e164()),
-            )
-            .await?;
+            let owners = iq::live_owners_of(&**txn, &own).await?;
             if owners == Owners::default() {
                 return Ok(Some((deleted.id, by, true)));
             }

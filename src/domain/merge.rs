@@ -94,12 +94,7 @@ impl Customers {
         // Hub access flag stays its own. Asked after the duplicate let go
         // of its identities, so only someone else's hold stops them.
         let theirs = source.to_draft();
-        let holders = iq::live_owners(
-            &**txn,
-            theirs.email.as_ref().map(|e| e.normalised()),
-            theirs.mobile.as_ref().map(|m| m.e164()),
-        )
-        .await?;
+        let holders = iq::live_owners_of(&**txn, &theirs).await?;
         let mut customer = target.clone();
         if let Some(filled) = fill_in(&target, &theirs, &holders) {
             customer = match q::save(&**txn, &target, &filled, now).await {

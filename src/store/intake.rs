@@ -16,6 +16,7 @@ use super::{
     entities::{customer, identity, ticket_link},
     intake_batch::Snapshot,
 };
+use crate::domain::customer::CustomerDraft;
 
 /// Identity keys to look up in bulk.
 #[derive(Debug, Default)]
@@ -36,6 +37,12 @@ impl Keys {
 pub struct Owners {
     pub email: Option<String>,
     pub mobile: Option<String>,
+}
+
+/// Who holds `draft`'s email and mobile among live customers.
+pub async fn live_owners_of(db: &impl ConnectionTrait, draft: &CustomerDraft) -> Result<Owners, DbErr> {
+    let email = draft.email.as_ref().map(|e| e.normalised());
+    live_owners(db, email, draft.mobile.as_ref().map(|m| m.e164())).await
 }
 
 /// Who holds `email` and `mobile` (normalised) among live customers.
