@@ -183,6 +183,8 @@ struct Run {
 
 /// Streams the file through ImportCustomers while another caller creates
 /// customers one after the other: does the import hold up other writers?
+/// The creates share the import's connection, as a client's calls do, so
+/// the figure also shows what the import's stream does to them.
 async fn import(url: &str, path: &std::path::Path, dry_run: bool) -> Run {
     let server = Server::start(url);
     let channel = connect(&server.addr).await;

@@ -264,6 +264,7 @@ impl ServeArgs {
             max_streams_per_connection: self.max_streams_per_connection,
             keepalive: (self.keepalive_secs > 0).then(|| Duration::from_secs(self.keepalive_secs)),
             stream_idle_timeout: Duration::from_secs(self.stream_idle_timeout_secs.max(1)),
+            ..Default::default()
         }
     }
 }

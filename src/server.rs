@@ -167,6 +167,8 @@ pub async fn serve(
     }
     let router = builder
         .max_concurrent_streams(Some(limits.max_streams_per_connection))
+        .initial_stream_window_size(limits.stream_window_bytes)
+        .initial_connection_window_size(limits.connection_window_bytes)
         .http2_keepalive_interval(limits.keepalive)
         .http2_keepalive_timeout(limits.keepalive.map(|_| Duration::from_secs(20)))
         .layer(

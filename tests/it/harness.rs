@@ -13,7 +13,7 @@ use customer_service::{
     server::{self, AuthSettings, ServerConfig},
     store::PoolSettings,
 };
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
@@ -167,7 +167,22 @@ impl Drop for TestDb {
                 let admin = Database::connect(&admin_url).await.ok()?;
                 let sql = match backend {
                     Backend::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                    Backend::MySql => format!("DROP DATABASE IF EXISTS {name}"),
+                    Backend::MySql => {
+                        // As FORCE does: a test that failed midway can leave
+                        // a transaction open, and the drop would wait for it
+                        // for ever.
+                        let sessions = format!("SELECT id FROM information_schema.processlist WHERE db = '{name}'");
+                        for row in admin
+                            .query_all_raw(Statement::from_string(DbBackend::MySql, sessions))
+                            .await
+                            .ok()?
+                        {
+                            if let Ok(id) = row.try_get_by_index::<i64>(0) {
+                                admin.execute_unprepared(&format!("KILL {id}")).await.ok();
+                            }
+                        }
+                        format!("DROP DATABASE IF EXISTS {name}")
+                    }
                 };
                 admin.execute_unprepared(&sql).await.ok();
                 admin.close().await.ok()

@@ -1,6 +1,7 @@
 //! Protective limits: overload is shed with RESOURCE_EXHAUSTED, oversized
 //! messages are refused, slow unary calls hit the server's deadline while
-//! imports do not, and the service keeps serving throughout.
+//! imports do not, imports the server is not reading hold up no other
+//! call on their connection, and the service keeps serving throughout.
 
 use std::time::Duration;
 
@@ -8,10 +9,11 @@ use customer_service::{
     api::limits::Limits,
     proto::v1::{self as pb, import_customers_request::Part},
 };
+use tokio::task::JoinHandle;
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
-use crate::harness::{ImportCall, customer, error_info, open_import, spawn_with_limits};
+use crate::harness::{ImportCall, customer, error_info, list_all, open_import, spawn_app, spawn_with_limits};
 
 #[tokio::test]
 async fn calls_past_the_limit_are_shed_and_the_service_recovers() {
@@ -190,4 +192,85 @@ async fn a_silent_import_is_stopped_and_releases_what_it_held() {
     tokio::time::timeout(Duration::from_secs(2), app.create("After", "after@example.com", ""))
         .await
         .expect("the write slot was released");
+}
+
+#[tokio::test]
+async fn imports_the_server_is_not_reading_hold_up_no_other_call_on_their_connection() {
+    let app = spawn_app().await;
+    // An all-or-nothing import writes its first batch and stays open: its
+    // transaction holds those identities (and on SQLite the write slot).
+    let (held, first) = open_import(app.customers.clone(), 2);
+    let mut csv = String::from("email\n");
+    for i in 0..import_batch_rows() {
+        csv.push_str(&format!("held.{i}@example.com\n"));
+    }
+    for part in [Part::Options(all_or_nothing()), Part::CsvChunk(csv.into_bytes())] {
+        held.send(pb::ImportCustomersRequest { part: Some(part) })
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Two more imports on the same connection whose first batches need one
+    // of those identities: their writers wait, so the server stops reading
+    // them. Together they could fill the whole connection's window.
+    let waiting = [stalled_import(&app, 0), stalled_import(&app, 1)];
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still_sending =
+        |waiting: &[(JoinHandle<()>, ImportCall); 2]| waiting.iter().all(|(feeder, _)| !feeder.is_finished());
+    assert!(still_sending(&waiting), "the waiting imports are not read");
+    let listed = tokio::time::timeout(
+        Duration::from_secs(3),
+        app.customers
+            .clone()
+            .list_customers(pb::ListCustomersRequest::default()),
+    )
+    .await
+    .expect("a call on the same connection is answered while the imports wait")
+    .expect("listed");
+    assert!(listed.into_inner().customers.is_empty(), "nothing committed yet");
+    assert!(still_sending(&waiting), "the imports were still waiting");
+    // Their caller gives up on them; the first import then commits.
+    for (feeder, call) in waiting {
+        call.abort();
+        feeder.abort();
+    }
+    drop(held);
+    let report = first.await.unwrap().expect("the first import").into_inner();
+    assert_eq!(
+        (report.created, report.nothing_stored),
+        (import_batch_rows() as i64, false)
+    );
+    let stored = list_all(&app, pb::ListCustomersRequest::default()).await;
+    assert_eq!(
+        stored.len(),
+        import_batch_rows(),
+        "only the first import's rows are stored"
+    );
+}
+
+/// An import whose first row is `held.{n}@example.com`, followed by 2 MiB of
+/// new rows (more than a stream's window and all the import's buffers), fed
+/// by a task that stops when flow control holds it.
+fn stalled_import(app: &crate::harness::TestApp, n: usize) -> (JoinHandle<()>, ImportCall) {
+    let (tx, call) = open_import(app.customers.clone(), 1);
+    let feeder = tokio::spawn(async move {
+        let mut rows = format!("email\nheld.{n}@example.com\n");
+        for i in 0..100_000 {
+            rows.push_str(&format!("w{n}.{i:06}@example.com\n"));
+        }
+        let options = std::iter::once(Part::Options(pb::ImportOptions::default()));
+        let chunks = rows.as_bytes().chunks(16 * 1024).map(|c| Part::CsvChunk(c.to_vec()));
+        for part in options.chain(chunks) {
+            if tx.send(pb::ImportCustomersRequest { part: Some(part) }).await.is_err() {
+                return;
+            }
+        }
+    });
+    (feeder, call)
+}
+
+/// Rows the server writes in one batch: a full one is written before the
+/// stream ends.
+fn import_batch_rows() -> usize {
+    customer_service::domain::import::BATCH_ROWS
 }
