@@ -430,17 +430,39 @@ pub fn is_connection_error(err: &DbErr) -> bool {
 }
 
 /// Whether a database error means its disk is full: SQLite's SQLITE_FULL,
-/// PostgreSQL's `disk_full` (53100).
+/// PostgreSQL's `disk_full` (53100), MySQL's "disk full" (1021) and "table
+/// is full" (1114, what InnoDB answers when its tablespace cannot grow).
 pub(crate) fn is_disk_full(err: &DbErr) -> bool {
-    use sea_orm::{RuntimeErr, sqlx::Error as Sqlx};
-    match err {
-        DbErr::Conn(RuntimeErr::SqlxError(e))
-        | DbErr::Exec(RuntimeErr::SqlxError(e))
-        | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-            matches!(e.as_ref(), Sqlx::Database(d) if matches!(d.code().as_deref(), Some("13" | "53100")))
-        }
-        _ => false,
+    use sea_orm::{
+        RuntimeErr,
+        sqlx::{Error as Sqlx, mysql::MySqlDatabaseError},
+    };
+    let (DbErr::Conn(RuntimeErr::SqlxError(e))
+    | DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+    else {
+        return false;
+    };
+    let Sqlx::Database(d) = e.as_ref() else {
+        return false;
+    };
+    // MySQL's SQLSTATE for these is the catch-all HY000: its own number tells.
+    matches!(d.code().as_deref(), Some("13" | "53100"))
+        || d.try_downcast_ref::<MySqlDatabaseError>()
+            .is_some_and(|m| matches!(m.number(), 1021 | 1114))
+}
+
+/// TEST_DATABASE_URL if it names a `scheme` database; else says why the
+/// test skips.
+#[cfg(test)]
+pub(crate) fn test_database_url(scheme: &str) -> Option<String> {
+    let url = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with(scheme));
+    if url.is_none() {
+        eprintln!("SKIPPED: TEST_DATABASE_URL names no {scheme} database");
     }
+    url
 }
 
 impl From<DbErr> for Error {
@@ -502,6 +524,43 @@ mod tests {
             .execute_unprepared("INSERT INTO t VALUES (zeroblob(100000))")
             .await
             .unwrap_err();
+        assert!(super::is_disk_full(&err), "{err:?}");
+        let super::Error::ResourceExhausted { reason, .. } = super::Error::from(err) else {
+            panic!("RESOURCE_EXHAUSTED");
+        };
+        assert_eq!(reason, "STORAGE_FULL");
+    }
+
+    /// A real "table is full" from MySQL (a MEMORY table at its size limit
+    /// stands in for InnoDB's full disk) becomes RESOURCE_EXHAUSTED.
+    #[tokio::test]
+    async fn mysql_table_full_is_resource_exhausted() {
+        use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+        let Some(url) = super::test_database_url("mysql") else {
+            return;
+        };
+        let db = Database::connect(ConnectOptions::new(url).max_connections(1).to_owned())
+            .await
+            .unwrap();
+        let table = format!("full_{}", uuid::Uuid::now_v7().simple());
+        db.execute_unprepared("SET SESSION max_heap_table_size = 16384")
+            .await
+            .unwrap();
+        db.execute_unprepared(&format!("CREATE TABLE {table} (b VARCHAR(1000)) ENGINE=MEMORY"))
+            .await
+            .unwrap();
+        let mut failed = None;
+        for _ in 0..1000 {
+            if let Err(e) = db
+                .execute_unprepared(&format!("INSERT INTO {table} VALUES (REPEAT('x', 1000))"))
+                .await
+            {
+                failed = Some(e);
+                break;
+            }
+        }
+        db.execute_unprepared(&format!("DROP TABLE {table}")).await.unwrap();
+        let err = failed.expect("the table filled up");
         assert!(super::is_disk_full(&err), "{err:?}");
         let super::Error::ResourceExhausted { reason, .. } = super::Error::from(err) else {
             panic!("RESOURCE_EXHAUSTED");

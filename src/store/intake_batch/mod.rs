@@ -519,18 +519,6 @@ mod tests {
         store::PoolSettings,
     };
 
-    /// TEST_DATABASE_URL if it names a `scheme` database; else says why
-    /// the test skips.
-    fn database_url(scheme: &str) -> Option<String> {
-        let url = std::env::var("TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| u.starts_with(scheme));
-        if url.is_none() {
-            eprintln!("SKIPPED: TEST_DATABASE_URL names no {scheme} database");
-        }
-        url
-    }
-
     fn draft(name: &str, email: &str) -> CustomerDraft {
         let input = CustomerInput {
             name: name.into(),
@@ -650,7 +638,7 @@ mod tests {
     /// On TEST_DATABASE_URL's PostgreSQL (`.ci/run` runs it there).
     #[tokio::test]
     async fn the_writers_postgres_session_settings_yield_to_the_urls() {
-        let Some(url) = database_url("postgres") else {
+        let Some(url) = crate::store::test_database_url("postgres") else {
             return;
         };
         let separator = if url.contains('?') { '&' } else { '?' };
@@ -677,7 +665,7 @@ mod tests {
     /// On TEST_DATABASE_URL's MySQL (`.ci/run` runs it there).
     #[tokio::test]
     async fn the_writers_mysql_sessions_wait_a_second_for_a_lock() {
-        let Some(url) = database_url("mysql") else {
+        let Some(url) = crate::store::test_database_url("mysql") else {
             return;
         };
         let store = Store::connect(&url, &PoolSettings::default()).await.unwrap();
@@ -699,7 +687,7 @@ mod tests {
     /// On TEST_DATABASE_URL's PostgreSQL.
     #[tokio::test]
     async fn the_writer_keeps_its_postgres_connection_only_after_a_statement_error_of_its_own() {
-        let Some(url) = database_url("postgres") else {
+        let Some(url) = crate::store::test_database_url("postgres") else {
             return;
         };
         let store = Store::connect(&url, &PoolSettings::default()).await.unwrap();
