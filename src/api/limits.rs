@@ -47,7 +47,7 @@ pub struct Limits {
     /// batches wait on the database) cannot take the whole of it. With equal
     /// windows (hyper's default, 1 MiB each) an import's next chunks got the
     /// window the server freed before a unary call on the same connection
-    /// did: a create waited up to 0.4 s during a SQLite import, and two
+    /// did: a create waited 0.4–1.0 s at worst during an import, and two
     /// waiting imports held up every call on their connection.
     pub connection_window_bytes: u32,
 }
