@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use customer_service::{
     api::limits::Limits,
+    domain::import::BATCH_ROWS,
     proto::v1::{self as pb, import_customers_request::Part},
 };
 use tokio::task::JoinHandle;
@@ -197,11 +198,12 @@ async fn a_silent_import_is_stopped_and_releases_what_it_held() {
 #[tokio::test]
 async fn imports_the_server_is_not_reading_hold_up_no_other_call_on_their_connection() {
     let app = spawn_app().await;
-    // An all-or-nothing import writes its first batch and stays open: its
-    // transaction holds those identities (and on SQLite the write slot).
+    // An all-or-nothing import writes a full batch (a part batch waits for
+    // the stream's end) and stays open: its transaction holds those
+    // identities (and on SQLite the write slot).
     let (held, first) = open_import(app.customers.clone(), 2);
     let mut csv = String::from("email\n");
-    for i in 0..import_batch_rows() {
+    for i in 0..BATCH_ROWS {
         csv.push_str(&format!("held.{i}@example.com\n"));
     }
     for part in [Part::Options(all_or_nothing()), Part::CsvChunk(csv.into_bytes())] {
@@ -236,16 +238,9 @@ async fn imports_the_server_is_not_reading_hold_up_no_other_call_on_their_connec
     }
     drop(held);
     let report = first.await.unwrap().expect("the first import").into_inner();
-    assert_eq!(
-        (report.created, report.nothing_stored),
-        (import_batch_rows() as i64, false)
-    );
+    assert_eq!((report.created, report.nothing_stored), (BATCH_ROWS as i64, false));
     let stored = list_all(&app, pb::ListCustomersRequest::default()).await;
-    assert_eq!(
-        stored.len(),
-        import_batch_rows(),
-        "only the first import's rows are stored"
-    );
+    assert_eq!(stored.len(), BATCH_ROWS, "only the first import's rows are stored");
 }
 
 /// An import whose first row is `held.{n}@example.com`, followed by 2 MiB of
@@ -267,10 +262,4 @@ fn stalled_import(app: &crate::harness::TestApp, n: usize) -> (JoinHandle<()>, I
         }
     });
     (feeder, call)
-}
-
-/// Rows the server writes in one batch: a full one is written before the
-/// stream ends.
-fn import_batch_rows() -> usize {
-    customer_service::domain::import::BATCH_ROWS
 }
