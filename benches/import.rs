@@ -1,17 +1,18 @@
 //! Import benchmark: generates a realistic CSV and imports it through the
 //! real server binary over gRPC, then measures the database's own floor.
 //!
-//! `cargo bench --bench import -- [--rows 1000000] [--backend all|sqlite|postgres]`
+//! `cargo bench --bench import -- [--rows 1000000] [--backend all|sqlite|postgres]
+//! [--probe-pause-ms 20]`
 //!
 //! Rows: names, emails (5% mobile-only), mobiles in three spellings (70%),
 //! organization/role/department; ~1% invalid (a broken email), ~5% repeats
 //! of an earlier person (email in another case: an update). For each
 //! backend: a fresh database, the file streamed in 256 KiB messages, rows/s,
-//! total time and the server's peak RSS, and the slowest of the
-//! CreateCustomer calls another caller made meanwhile, one at a time (how
-//! long the import held up other writers). On SQLite the same file then
-//! goes through again as a dry run over the stored customers (it works on
-//! a copy of them). Floors, same run, same customers:
+//! total time and the server's peak RSS, and how long the CreateCustomer
+//! calls another caller made meanwhile took (one at a time, with a pause
+//! between; p50, p90 and the slowest: how long the import held up other
+//! writers). On SQLite the same file then goes through again as a dry run
+//! over the stored customers (it works on a copy of them). Floors, same run, same customers:
 //! PostgreSQL `COPY` into the same tables and indexes (customers,
 //! identities, memberships), and a bare SQLite batch insert (multi-row
 //! INSERTs, 10,000 rows per transaction) into the same schema.
@@ -48,17 +49,21 @@ const CHUNK: usize = 256 * 1024;
 struct Args {
     rows: usize,
     backend: String,
+    /// The pause between the creates made during an import.
+    probe_pause: Duration,
 }
 
 fn args() -> Args {
     let mut a = Args {
         rows: 1_000_000,
         backend: "all".into(),
+        probe_pause: Duration::from_millis(20),
     };
     for (flag, value) in common::flags() {
         match flag.as_str() {
             "--rows" => a.rows = value.parse().expect("--rows N"),
             "--backend" => a.backend = value,
+            "--probe-pause-ms" => a.probe_pause = Duration::from_millis(value.parse().expect("--probe-pause-ms N")),
             other => panic!("unknown option {other}"),
         }
     }
@@ -176,16 +181,15 @@ struct Run {
     seconds: f64,
     /// Server's peak RSS, MiB.
     peak: f64,
-    /// CreateCustomer calls made meanwhile, one at a time, and the slowest.
-    probes: usize,
-    slowest_probe: Duration,
+    /// How long each CreateCustomer call made meanwhile took, fastest first.
+    probes: Vec<Duration>,
 }
 
 /// Streams the file through ImportCustomers while another caller creates
 /// customers one after the other: does the import hold up other writers?
 /// The creates share the import's connection, as a client's calls do, so
 /// the figure also shows what the import's stream does to them.
-async fn import(url: &str, path: &std::path::Path, dry_run: bool) -> Run {
+async fn import(url: &str, path: &std::path::Path, dry_run: bool, pause: Duration) -> Run {
     let server = Server::start(url);
     let channel = connect(&server.addr).await;
     let mut client = CustomerServiceClient::new(channel.clone());
@@ -220,12 +224,12 @@ async fn import(url: &str, path: &std::path::Path, dry_run: bool) -> Run {
         let (mut client, stop) = (CustomerServiceClient::new(channel), stop.clone());
         let tag = if dry_run { "dry" } else { "real" };
         async move {
-            let (mut probes, mut slowest) = (0, Duration::ZERO);
+            let mut probes = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let t = Instant::now();
                 let customer = pb::Customer {
                     name: "Probe".into(),
-                    email: format!("probe.{tag}.{probes}@bench.example.com"),
+                    email: format!("probe.{tag}.{}@bench.example.com", probes.len()),
                     ..Default::default()
                 };
                 let created = client
@@ -234,14 +238,14 @@ async fn import(url: &str, path: &std::path::Path, dry_run: bool) -> Run {
                         request_id: String::new(),
                     })
                     .await;
-                slowest = slowest.max(t.elapsed());
-                probes += 1;
+                probes.push(t.elapsed());
                 if let Err(e) = created {
                     println!("  a probe's create failed: {:?} after {:?}", e.code(), t.elapsed());
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(pause).await;
             }
-            (probes, slowest)
+            probes.sort_unstable();
+            probes
         }
     });
     let report = client
@@ -251,7 +255,7 @@ async fn import(url: &str, path: &std::path::Path, dry_run: bool) -> Run {
         .into_inner();
     let seconds = start.elapsed().as_secs_f64();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (probes, slowest_probe) = prober.await.unwrap();
+    let probes = prober.await.unwrap();
     sender.await.unwrap();
     let (peak, _) = server.memory();
     Run {
@@ -259,7 +263,6 @@ async fn import(url: &str, path: &std::path::Path, dry_run: bool) -> Run {
         seconds,
         peak,
         probes,
-        slowest_probe,
     }
 }
 
@@ -476,10 +479,16 @@ fn report_line(label: &str, g: &Generated, run: &Run) {
         g.people.len(),
         g.invalid
     );
+    let ms = |q: f64| {
+        let i = ((run.probes.len() as f64 * q).ceil() as usize).clamp(1, run.probes.len().max(1)) - 1;
+        run.probes.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
     println!(
-        "  meanwhile {} CreateCustomer calls, one at a time: the slowest took {:.1} ms",
-        run.probes,
-        run.slowest_probe.as_secs_f64() * 1e3
+        "  meanwhile {} CreateCustomer calls, one at a time: p50 {:.1} ms, p90 {:.1} ms, the slowest took {:.1} ms",
+        run.probes.len(),
+        ms(0.5),
+        ms(0.9),
+        ms(1.0)
     );
     assert_eq!(r.failed as usize, g.invalid, "failed");
 }
@@ -510,13 +519,13 @@ async fn main() {
     let people_rate = |s: f64| g.people.len() as f64 / s;
     if a.backend == "all" || a.backend == "sqlite" {
         let url = format!("sqlite://{}", dir.path().join("import.db").display());
-        let run = import(&url, &file, false).await;
+        let run = import(&url, &file, false, a.probe_pause).await;
         report_line("SQLite import via gRPC", &g, &run);
         assert_eq!(run.report.created as usize, g.people.len(), "created");
         let seconds = run.seconds;
         // The same file again as a dry run, over the customers it stored:
         // SQLite's dry run first copies them (src/store/snapshot.rs).
-        let dry = import(&url, &file, true).await;
+        let dry = import(&url, &file, true, a.probe_pause).await;
         report_line("SQLite dry run of it again", &g, &dry);
         assert!(
             dry.report.created == 0 && dry.report.nothing_stored,
@@ -540,7 +549,7 @@ async fn main() {
     if a.backend == "all" || a.backend == "postgres" {
         match common::ScratchDatabase::postgres().await {
             Ok(db) => {
-                let run = import(&db.url, &file, false).await;
+                let run = import(&db.url, &file, false, a.probe_pause).await;
                 report_line("PostgreSQL import via gRPC", &g, &run);
                 assert_eq!(run.report.created as usize, g.people.len(), "created");
                 let seconds = run.seconds;

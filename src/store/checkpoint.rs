@@ -37,7 +37,8 @@ use std::{
 };
 
 use rusqlite::Connection;
-use tokio::sync::Mutex;
+
+use super::writer_slot::WriterSlot;
 
 /// At most one checkpoint per this long: each one copies a hot page once
 /// however often it was written since the last (100 ms against 20 ms: a
@@ -73,7 +74,7 @@ impl Committed {
 /// Starts the checkpointer of the SQLite database `file`; `writer` is the
 /// store's writer slot. It stops when every `Committed` is gone. `None` if
 /// no thread could be had (the writers' backstop checkpoints then do).
-pub fn spawn(file: &Path, writer: Arc<Mutex<()>>) -> Option<Committed> {
+pub fn spawn(file: &Path, writer: Arc<WriterSlot>) -> Option<Committed> {
     let (tx, rx) = mpsc::sync_channel(1);
     let file = file.to_owned();
     let spawned = std::thread::Builder::new()
@@ -88,7 +89,7 @@ pub fn spawn(file: &Path, writer: Arc<Mutex<()>>) -> Option<Committed> {
     }
 }
 
-fn run(file: &Path, writer: &Mutex<()>, committed: &Receiver<()>) {
+fn run(file: &Path, writer: &WriterSlot, committed: &Receiver<()>) {
     let conn = match super::open_sqlite(file) {
         Ok(conn) => conn,
         Err(e) => {
@@ -106,7 +107,7 @@ fn run(file: &Path, writer: &Mutex<()>, committed: &Receiver<()>) {
 }
 
 /// A checkpoint, and a rewind when the WAL is long.
-fn checkpoint(conn: &Connection, file: &Path, writer: &Mutex<()>) -> rusqlite::Result<()> {
+fn checkpoint(conn: &Connection, file: &Path, writer: &WriterSlot) -> rusqlite::Result<()> {
     let mut wal = passive(conn)?;
     if wal < REWIND_PAGES {
         return Ok(());
@@ -132,7 +133,7 @@ fn checkpoint(conn: &Connection, file: &Path, writer: &Mutex<()>) -> rusqlite::R
             let _ = f.sync_data();
         }
     }
-    let _slot = writer.blocking_lock();
+    let _slot = writer.blocking_take();
     passive(conn).map(drop)
 }
 
@@ -168,8 +169,8 @@ mod tests {
         };
         fill(REWIND_PAGES + 64);
         let checkpointer = super::super::open_sqlite(&path).unwrap();
-        let slot = Arc::new(Mutex::new(()));
-        let held = slot.clone().try_lock_owned().unwrap();
+        let slot = Arc::new(WriterSlot::new());
+        let held = slot.try_take().unwrap();
         let rewind = std::thread::spawn({
             let (slot, path) = (slot.clone(), path.clone());
             move || checkpoint(&checkpointer, &path, &slot)
@@ -177,9 +178,10 @@ mod tests {
         // Copying 16 MiB without the slot would be done well within this.
         std::thread::sleep(Duration::from_millis(500));
         assert!(!rewind.is_finished(), "the last copy waits for the writer slot");
+        assert!(slot.wanted(), "and counts as waiting for it");
         drop(held);
         rewind.join().unwrap().unwrap();
-        assert!(slot.try_lock().is_ok(), "the slot is given back");
+        assert!(slot.try_take().is_some(), "the slot is given back");
         fill(1);
         assert!(wal_pages(&conn) < 16, "the write after the rewind started the WAL over");
     }

@@ -13,6 +13,7 @@ pub mod organizations;
 pub mod pg;
 mod snapshot;
 pub mod sockets;
+mod writer_slot;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -21,11 +22,11 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait, sqlx::sqlite::SqliteJournalMode,
 };
 use sea_orm_migration::MigratorTrait;
-use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::domain::Error;
 use migration::Migrator;
 use sockets::DeadPeer;
+use writer_slot::WriterSlot;
 
 /// Connection pool settings.
 #[derive(Debug, Clone)]
@@ -58,10 +59,9 @@ pub struct Store {
     /// writing through one connection keeps its cache warm across
     /// transactions.
     sqlite_write_conn: Option<DatabaseConnection>,
-    /// SQLite allows one writer at a time. Queueing writers here, in
-    /// process, is fair and cheap; left to SQLite they would spin on
-    /// `busy_timeout`. Readers never take it (WAL lets them run beside a write).
-    sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// SQLite allows one writer at a time; writers queue here, in process.
+    /// Readers never take it (WAL lets them run beside a write).
+    sqlite_writer: Option<Arc<WriterSlot>>,
     /// SQLite only: wakes the background WAL checkpointer.
     committed: Option<checkpoint::Committed>,
     /// SQLite on a file (not in memory): its path, for connections of
@@ -78,7 +78,7 @@ pub struct Store {
 pub struct WriteTxn {
     // Field order matters: the transaction ends before the slot is released.
     txn: DatabaseTransaction,
-    _writer: Option<OwnedMutexGuard<()>>,
+    _writer: Option<writer_slot::Held>,
     committed: Option<checkpoint::Committed>,
 }
 
@@ -121,7 +121,7 @@ impl Store {
         let path = options.get_filename();
         // An in-memory database has no file (its name is sqlx's URI).
         let sqlite_file = path.is_file().then(|| Arc::from(path));
-        let slot = Arc::new(Mutex::new(()));
+        let slot = Arc::new(WriterSlot::new());
         // In memory there is no WAL to checkpoint.
         let committed = sqlite_file
             .as_deref()
@@ -296,11 +296,24 @@ impl Store {
         self.sqlite_write_conn.as_ref().unwrap_or(&self.db)
     }
 
-    async fn writer_slot(&self) -> Option<OwnedMutexGuard<()>> {
+    async fn writer_slot(&self) -> Option<writer_slot::Held> {
         match &self.sqlite_writer {
-            Some(lock) => Some(lock.clone().lock_owned().await),
+            Some(slot) => Some(slot.take().await),
             None => None,
         }
+    }
+
+    /// Whether a write is waiting for its turn (SQLite only: elsewhere
+    /// writes do not take turns).
+    pub fn write_waiting(&self) -> bool {
+        self.sqlite_writer.as_ref().is_some_and(|slot| slot.wanted())
+    }
+
+    /// Whether a write had to wait for its turn within `window` (SQLite only).
+    pub fn write_waited_within(&self, window: Duration) -> bool {
+        self.sqlite_writer
+            .as_ref()
+            .is_some_and(|slot| slot.waited_within(window))
     }
 }
 

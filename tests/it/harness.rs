@@ -120,6 +120,12 @@ impl TestDb {
         }
     }
 
+    /// Whether this suite runs on SQLite.
+    #[allow(dead_code)]
+    pub fn is_sqlite(&self) -> bool {
+        self.url.starts_with("sqlite:")
+    }
+
     /// Whether this suite runs on PostgreSQL.
     #[allow(dead_code)]
     pub fn is_postgres(&self) -> bool {

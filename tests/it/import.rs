@@ -312,6 +312,76 @@ async fn a_dry_run_holds_up_no_other_writes() {
     }
 }
 
+/// On SQLite writes take turns. A create or a ticket that queues behind an
+/// import's batch waits for one turn of it (`TURN_ROWS` rows), not for the
+/// whole batch. (Elsewhere they do not wait for an import at all.)
+#[tokio::test]
+async fn writes_queued_behind_an_import_wait_for_one_turn_not_the_whole_batch() {
+    use crate::intake::ticket;
+    use customer_service::domain::import::{BATCH_ROWS, TURN_ROWS};
+    let app = spawn_app().await;
+    if !app.db.is_sqlite() {
+        println!("skipped: only SQLite's writes take turns");
+        return;
+    }
+    // An all-or-nothing import holds the write slot while its stream is open.
+    let (holder, held) = open_import(app.customers.clone(), 2);
+    let all_or_nothing = pb::ImportOptions {
+        all_or_nothing: true,
+        ..Default::default()
+    };
+    for message in messages(Some(all_or_nothing), &[b"email\nholder@example.com\n"]) {
+        holder.send(message).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A real import's whole batch queues for the slot. Then a create and a
+    // ticket queue behind it, for the people of the batch's rows just after
+    // its first turn.
+    let email = |row: usize| format!("turn.{row:04}@example.com");
+    let mut file = String::from("email\n");
+    for row in 0..BATCH_ROWS {
+        file.push_str(&format!("{}\n", email(row)));
+    }
+    let requests = messages(None, &[file.as_bytes()]);
+    let mut client = app.customers.clone();
+    let batch = tokio::spawn(async move { client.import_customers(tokio_stream::iter(requests)).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut client = app.customers.clone();
+    let customer = Some(crate::harness::customer("Queued", &email(TURN_ROWS), ""));
+    let create = tokio::spawn(async move {
+        let request = pb::CreateCustomerRequest {
+            customer,
+            request_id: String::new(),
+        };
+        client.create_customer(request).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut intake = app.intake.clone();
+    let request = ticket("T-queued", "", &email(TURN_ROWS + 1), "");
+    let ticket = tokio::spawn(async move { intake.resolve_ticket_customer(request).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    drop(holder);
+    let held = held.await.unwrap().expect("the holding import").into_inner();
+    assert_eq!(held.created, 1);
+    // Had they waited for the whole batch, the create would have found its
+    // email taken and the ticket its customer there.
+    let created = create
+        .await
+        .unwrap()
+        .expect("the create went in after the import's first turn");
+    let resolved = ticket.await.unwrap().expect("the ticket").into_inner();
+    assert!(resolved.created, "so did the ticket");
+    let report = batch.await.unwrap().expect("the import").into_inner();
+    assert_eq!(
+        (report.created, report.unchanged, report.failed),
+        (BATCH_ROWS as i64 - 2, 2, 0),
+        "the import found those two stored"
+    );
+    assert_eq!(app.get(&created.into_inner().id).await.name, "Queued");
+    assert_eq!(all(&app).await.len(), BATCH_ROWS + 1);
+}
+
 /// A copy that a crashed process left behind is removed when the server
 /// opens the database again.
 #[tokio::test]

@@ -24,7 +24,6 @@ use sea_orm::{
     sqlx::{self, Connection, PgConnection, Row, postgres::PgRow},
 };
 use serde::Deserialize;
-use tokio::sync::OwnedMutexGuard;
 
 use super::{
     Store, WriteTxn,
@@ -277,7 +276,7 @@ pub struct Batch<'w> {
 enum Conn<'w> {
     Sqlite {
         conn: &'w mut Option<rusqlite::Connection>,
-        _slot: Option<OwnedMutexGuard<()>>,
+        _slot: Option<super::writer_slot::Held>,
         committed: Option<Committed>,
     },
     Postgres(&'w mut Option<PgConnection>),
