@@ -48,12 +48,15 @@ impl WriterSlot {
         self.lock.clone().lock_owned().await
     }
 
-    /// [`WriterSlot::take`] for a thread outside the runtime.
+    /// [`WriterSlot::take`] for the checkpointer's thread. Its wait counts
+    /// as waiting, so that an import lets its rewind in early, but does not
+    /// set an import writing in parts: a rewind is one short write, not a
+    /// stream of them.
     pub fn blocking_take(&self) -> Held {
         if let Some(held) = self.try_take() {
             return held;
         }
-        let _waiting = self.wait();
+        let _waiting = Waiting::start(&self.waiting);
         self.lock.clone().blocking_lock_owned()
     }
 
