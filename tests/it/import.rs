@@ -321,7 +321,7 @@ async fn writes_queued_behind_an_import_wait_for_one_turn_not_the_whole_batch() 
     use customer_service::domain::import::{BATCH_ROWS, TURN_ROWS};
     let app = spawn_app().await;
     if !app.db.is_sqlite() {
-        println!("skipped: only SQLite's writes take turns");
+        eprintln!("SKIPPED: only SQLite's writes take turns (elsewhere a write does not wait for an import)");
         return;
     }
     // An all-or-nothing import holds the write slot while its stream is open.
