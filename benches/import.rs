@@ -12,10 +12,11 @@
 //! calls another caller made meanwhile took (one at a time, with a pause
 //! between; p50, p90 and the slowest: how long the import held up other
 //! writers). On SQLite the same file then goes through again as a dry run
-//! over the stored customers (it works on a copy of them). Floors, same run, same customers:
-//! PostgreSQL `COPY` into the same tables and indexes (customers,
-//! identities, memberships), and a bare SQLite batch insert (multi-row
-//! INSERTs, 10,000 rows per transaction) into the same schema.
+//! over the stored customers (it works on a copy of them). Floors, same
+//! run, same customers: PostgreSQL `COPY` into the same tables and
+//! indexes (customers, identities, memberships), and a bare SQLite batch
+//! insert (multi-row INSERTs, 10,000 rows per transaction) into the same
+//! schema.
 
 mod common;
 

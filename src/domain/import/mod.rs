@@ -402,6 +402,7 @@ async fn write_all(
         let mut rest = &batch[..];
         while !rest.is_empty() {
             let outcomes = write_retrying(&store, written.outer.as_ref(), rest, &settings, &author).await?;
+            // One outcome per row written, in order (`Plan::build`).
             rest = &rest[outcomes.len()..];
             tally(&mut written.report, outcomes, max_errors);
         }
