@@ -267,6 +267,21 @@ impl Store {
     /// lock up front instead of failing SQLITE_BUSY when it first writes.
     pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
         let writer = self.writer_slot().await;
+        self.begin_holding(writer).await
+    }
+
+    /// [`Store::begin_write`] for a long writer that gives way to others (an
+    /// import): on SQLite its wait for the writer slot is not counted, since
+    /// it waits only behind them (see [`Store::writes_streaming`]).
+    pub async fn begin_long_write(&self) -> Result<WriteTxn, DbErr> {
+        let writer = match &self.sqlite_writer {
+            Some(slot) => Some(slot.take_quietly().await),
+            None => None,
+        };
+        self.begin_holding(writer).await
+    }
+
+    async fn begin_holding(&self, writer: Option<writer_slot::Held>) -> Result<WriteTxn, DbErr> {
         let txn = self
             .write_conn()
             .begin_with_options(TransactionOptions {
@@ -309,11 +324,10 @@ impl Store {
         self.sqlite_writer.as_ref().is_some_and(|slot| slot.wanted())
     }
 
-    /// Whether a write had to wait for its turn within `window` (SQLite only).
-    pub fn write_waited_within(&self, window: Duration) -> bool {
-        self.sqlite_writer
-            .as_ref()
-            .is_some_and(|slot| slot.waited_within(window))
+    /// Whether writes come in a stream (SQLite only): one is waiting for its
+    /// turn, or the last two that had to wait started within `window`.
+    pub fn writes_streaming(&self, window: Duration) -> bool {
+        self.sqlite_writer.as_ref().is_some_and(|slot| slot.streaming(window))
     }
 }
 

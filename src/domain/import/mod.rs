@@ -38,13 +38,14 @@ use crate::store::{
 
 /// Rows matched and written per transaction.
 pub const BATCH_ROWS: usize = 1000;
-/// On SQLite, where writes take turns: while other writers want to write,
-/// an import matches and writes this many rows at a time and lets a waiting
-/// writer in between them. A batch written in such parts costs ~25% more,
-/// so this is done only within [`TURNS_FOR`] of another writer's wait.
+/// On SQLite, where writes take turns: while other writers come in a
+/// stream, an import matches and writes this many rows at a time and lets a
+/// waiting writer in between them. A batch written in such parts costs ~25%
+/// more, so this is done only while writers come less than [`STREAM_GAP`]
+/// apart.
 pub const TURN_ROWS: usize = 100;
-/// How long after a writer had to wait an import keeps to [`TURN_ROWS`].
-const TURNS_FOR: std::time::Duration = std::time::Duration::from_millis(100);
+/// Writers that had to wait this close together are a stream.
+const STREAM_GAP: std::time::Duration = std::time::Duration::from_millis(100);
 /// Problems listed by default.
 pub const DEFAULT_MAX_ERRORS: usize = 1000;
 /// Most problems a caller may ask to have listed.
@@ -453,7 +454,7 @@ async fn write_retrying(
                 }
             }
             None => {
-                let txn = store.begin_write().await?;
+                let txn = store.begin_long_write().await?;
                 match write_in_turns(store, &txn, rows, settings, author).await {
                     Ok(outcomes) => txn.commit().await.map(|_| outcomes).map_err(WriteError::Db),
                     Err(e) => Err(e),
@@ -476,10 +477,10 @@ async fn write_retrying(
     )))
 }
 
-/// Writes `rows` into `txn`: all at once, unless (on SQLite) another writer
-/// waited within [`TURNS_FOR`]. Then it is [`TURN_ROWS`] at a time, and it
-/// stops as soon as a writer is waiting, so that a create or a ticket waits
-/// for ~100 rows of the import, not for the whole batch.
+/// Writes `rows` into `txn`: all at once, unless (on SQLite) writers come
+/// in a stream. Then it is [`TURN_ROWS`] at a time, and it stops as soon as
+/// a writer is waiting, so that a create or a ticket waits for ~100 rows of
+/// the import, not for the whole batch.
 async fn write_in_turns(
     store: &Store,
     txn: &WriteTxn,
@@ -490,7 +491,7 @@ async fn write_in_turns(
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut rest = rows;
     while !rest.is_empty() {
-        let part = if store.write_waited_within(TURNS_FOR) {
+        let part = if store.writes_streaming(STREAM_GAP) {
             TURN_ROWS
         } else {
             rest.len()
