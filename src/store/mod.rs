@@ -325,7 +325,8 @@ impl Store {
     }
 
     /// Whether writes come in a stream (SQLite only): one is waiting for its
-    /// turn, or the last two that had to wait started within `window`.
+    /// turn, or the last one asked within `window` of the one before it
+    /// getting in, and got in within `window` of now.
     pub fn writes_streaming(&self, window: Duration) -> bool {
         self.sqlite_writer.as_ref().is_some_and(|slot| slot.streaming(window))
     }

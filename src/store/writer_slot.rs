@@ -2,9 +2,9 @@
 //!
 //! Queueing writers here is fair (first come, first served) and cheap; left
 //! to SQLite they would spin on `busy_timeout`. The slot also counts who is
-//! waiting, and remembers when the last two started to, so that a long
-//! writer (an import) can commit early and let them in when they come in a
-//! stream.
+//! waiting, and remembers how soon the last writer came after the one
+//! before it got in, so that a long writer (an import) can commit early and
+//! let them in when they come in a stream.
 
 use std::{
     sync::{
@@ -23,10 +23,12 @@ pub type Held = OwnedMutexGuard<()>;
 pub struct WriterSlot {
     lock: Arc<Mutex<()>>,
     waiting: AtomicUsize,
-    /// When the last two counted writers started to wait: microseconds
-    /// since `epoch`, plus one (0: never).
-    last_wait: AtomicU64,
-    wait_before: AtomicU64,
+    /// When the last counted writer got the slot: microseconds since
+    /// `epoch`, plus one (0: never).
+    served: AtomicU64,
+    /// How long after the writer before it got the slot the last counted
+    /// writer asked for it, in microseconds (`u64::MAX`: it was the first).
+    gap: AtomicU64,
     epoch: Instant,
 }
 
@@ -35,8 +37,8 @@ impl WriterSlot {
         Self {
             lock: Arc::default(),
             waiting: AtomicUsize::new(0),
-            last_wait: AtomicU64::new(0),
-            wait_before: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+            gap: AtomicU64::new(u64::MAX),
             epoch: Instant::now(),
         }
     }
@@ -44,11 +46,21 @@ impl WriterSlot {
     /// Waits for the slot, counted as waiting until it is had (or the wait
     /// is cancelled).
     pub async fn take(&self) -> Held {
-        if let Some(held) = self.try_take() {
-            return held;
-        }
-        let _waiting = self.wait();
-        self.lock.clone().lock_owned().await
+        let served = self.served.load(Ordering::Relaxed);
+        let gap = match served {
+            0 => u64::MAX,
+            _ => self.micros().saturating_sub(served - 1),
+        };
+        self.gap.store(gap, Ordering::Relaxed);
+        let held = match self.try_take() {
+            Some(held) => held,
+            None => {
+                let _waiting = Waiting::start(&self.waiting);
+                self.lock.clone().lock_owned().await
+            }
+        };
+        self.served.store(self.micros() + 1, Ordering::Relaxed);
+        held
     }
 
     /// [`WriterSlot::take`] for a long writer that gives way to others (an
@@ -58,7 +70,7 @@ impl WriterSlot {
     }
 
     /// [`WriterSlot::take`] for the checkpointer's thread. Its wait counts
-    /// as waiting, so that an import lets its rewind in early, but not as
+    /// as waiting, so that an import lets its rewind in early, but it is no
     /// part of a stream of writers: a rewind is one short write.
     pub fn blocking_take(&self) -> Held {
         if let Some(held) = self.try_take() {
@@ -78,17 +90,18 @@ impl WriterSlot {
         self.waiting.load(Ordering::Relaxed) > 0
     }
 
-    /// Whether writers come in a stream: one waits now, or the last two
-    /// both started to wait within `window`.
+    /// Whether writers come in a stream: one waits now, or the last one
+    /// asked within `window` of the one before it getting in, and got in
+    /// itself within `window` of now. Timed from when writers get in, not
+    /// from when they start to wait, the rule does not depend on how long
+    /// a long writer kept them waiting.
     pub fn streaming(&self, window: Duration) -> bool {
-        let before = self.wait_before.load(Ordering::Relaxed);
-        self.wanted() || (before > 0 && self.micros().saturating_sub(before - 1) <= window.as_micros() as u64)
-    }
-
-    fn wait(&self) -> Waiting<'_> {
-        let last = self.last_wait.swap(self.micros() + 1, Ordering::Relaxed);
-        self.wait_before.store(last, Ordering::Relaxed);
-        Waiting::start(&self.waiting)
+        let window = window.as_micros() as u64;
+        let served = self.served.load(Ordering::Relaxed);
+        self.wanted()
+            || (served > 0
+                && self.gap.load(Ordering::Relaxed) <= window
+                && self.micros().saturating_sub(served - 1) <= window)
     }
 
     fn micros(&self) -> u64 {
@@ -122,7 +135,7 @@ mod tests {
         let slot = Arc::new(WriterSlot::new());
         let held = slot.take().await;
         assert!(!slot.wanted(), "the holder itself is not waiting");
-        assert!(!slot.streaming(Duration::from_secs(3600)), "nobody ever waited");
+        assert!(!slot.streaming(Duration::from_secs(3600)), "one writer is no stream");
 
         let next = tokio::spawn({
             let slot = slot.clone();
@@ -146,53 +159,53 @@ mod tests {
         next.await.unwrap();
         assert!(!slot.wanted(), "served waiters are no longer counted");
         assert!(slot.try_take().is_some());
-        assert!(slot.streaming(Duration::from_secs(10)), "two waited at once");
+        assert!(
+            slot.streaming(Duration::from_secs(10)),
+            "writers came one after another"
+        );
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(!slot.streaming(Duration::from_millis(10)), "but not lately");
     }
 
-    /// Holds the slot while another task waits for it, then lets it in.
-    async fn wait_behind_a_holder(slot: &Arc<WriterSlot>, quietly: bool) {
-        let held = slot.take().await;
-        let waiter = tokio::spawn({
-            let slot = slot.clone();
-            async move {
-                drop(if quietly {
-                    slot.take_quietly().await
-                } else {
-                    slot.take().await
-                })
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(slot.wanted(), !quietly);
-        drop(held);
-        waiter.await.unwrap();
-    }
-
     #[tokio::test]
-    async fn a_stream_is_two_counted_waits_within_the_window() {
+    async fn a_stream_is_a_writer_asking_soon_after_the_one_before_got_in() {
         let slot = Arc::new(WriterSlot::new());
-        wait_behind_a_holder(&slot, false).await;
-        assert!(!slot.streaming(Duration::from_secs(10)), "one wait is no stream");
-        wait_behind_a_holder(&slot, true).await;
+        drop(slot.take().await);
+        assert!(!slot.streaming(Duration::from_secs(10)), "one writer is no stream");
+        drop(slot.take_quietly().await);
         assert!(
             !slot.streaming(Duration::from_secs(10)),
-            "an import's own wait does not count"
+            "an import's own turn does not count"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-        wait_behind_a_holder(&slot, false).await;
+        drop(slot.take().await);
         assert!(slot.streaming(Duration::from_secs(10)));
         assert!(
             !slot.streaming(Duration::from_millis(40)),
-            "the two were over 50 ms apart"
+            "it came 50 ms after the one before"
         );
+
+        // Kept waiting by a long writer, a writer still comes soon after
+        // the one before it got in.
+        let long = slot.take_quietly().await;
+        let waiter = tokio::spawn({
+            let slot = slot.clone();
+            async move { drop(slot.take().await) }
+        });
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        drop(long);
+        waiter.await.unwrap();
+        assert!(
+            slot.streaming(Duration::from_millis(40)),
+            "it asked right away, however long it then waited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!slot.streaming(Duration::from_millis(40)), "but not lately");
     }
 
     #[tokio::test]
     async fn a_checkpointer_waiting_is_wanted_but_no_stream() {
         let slot = Arc::new(WriterSlot::new());
-        wait_behind_a_holder(&slot, false).await;
         let held = slot.take().await;
         let rewind = tokio::task::spawn_blocking({
             let slot = slot.clone();
@@ -202,9 +215,6 @@ mod tests {
         assert!(slot.wanted(), "an import lets a rewind in early");
         drop(held);
         rewind.await.unwrap();
-        assert!(
-            !slot.streaming(Duration::from_secs(10)),
-            "its wait is not a second writer's"
-        );
+        assert!(!slot.streaming(Duration::from_secs(10)), "it is not a second writer");
     }
 }

@@ -44,7 +44,8 @@ pub const BATCH_ROWS: usize = 1000;
 /// more, so this is done only while writers come less than [`STREAM_GAP`]
 /// apart.
 pub const TURN_ROWS: usize = 100;
-/// Writers that had to wait this close together are a stream.
+/// Writers that ask for their turn this soon after the one before got in
+/// are a stream.
 const STREAM_GAP: std::time::Duration = std::time::Duration::from_millis(100);
 /// Problems listed by default.
 pub const DEFAULT_MAX_ERRORS: usize = 1000;
