@@ -557,7 +557,7 @@ async fn write_batch(
     let plan = Plan::build(batch, Stored { owners, customers }, settings, new_id);
     let now = super::now();
     for (before, draft) in plan.updates() {
-        q::save(db, before, draft, now).await?;
+        q::overwrite(db, before, draft, now).await?;
         journal.customer_updated(&before.id, &before.to_draft(), draft);
     }
     let inserts = plan.inserts(now);
