@@ -11,6 +11,7 @@ pub mod intake_batch;
 pub mod migration;
 pub mod organizations;
 pub mod pg;
+mod shadow;
 mod snapshot;
 pub mod sockets;
 mod writer_slot;
@@ -149,9 +150,8 @@ impl Store {
 
     /// Where a dry-run import writes: on a SQLite file, a private copy of
     /// what an import reads, so that the dry run's long transaction holds
-    /// up no other writer (see `snapshot.rs`); elsewhere this store (the
-    /// dry run's transaction is rolled back, and holds only the row locks
-    /// of the customers it updated).
+    /// up no other writer (see `snapshot.rs`); elsewhere this store, whose
+    /// [`Store::begin_dry_run`] keeps the run off the real rows.
     pub async fn for_dry_run(&self) -> Result<Store, Error> {
         let Some(live) = self.sqlite_file.clone() else {
             return Ok(self.clone());
@@ -268,6 +268,18 @@ impl Store {
     pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
         let writer = self.writer_slot().await;
         self.begin_holding(writer).await
+    }
+
+    /// The rolled-back transaction a dry-run import writes in. On
+    /// PostgreSQL it first gives itself temporary copies of the tables (see
+    /// `shadow.rs`), so that it holds no row lock another writer waits for;
+    /// on MySQL it holds the row locks of the customers it updated.
+    pub async fn begin_dry_run(&self) -> Result<WriteTxn, DbErr> {
+        let txn = self.begin_write().await?;
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            shadow::shadow_tables(&txn).await?;
+        }
+        Ok(txn)
     }
 
     /// [`Store::begin_write`] for a long writer that gives way to others (an

@@ -8,7 +8,8 @@
 //! the very same code inside one outer transaction that is rolled back (dry
 //! run, or any row failed) or committed at the end; batches are savepoints.
 //! On SQLite a dry run writes into a private copy of the database
-//! (`Store::for_dry_run`), so that its transaction holds up no other writer.
+//! (`Store::for_dry_run`), on PostgreSQL into temporary copies of the tables
+//! (`Store::begin_dry_run`), so that its transaction holds up no other writer.
 
 pub mod csv;
 pub mod plan;
@@ -182,7 +183,9 @@ impl ImportRun {
         } else {
             customers.store().clone()
         };
-        let outer = if options.dry_run || options.all_or_nothing {
+        let outer = if options.dry_run {
+            Some(store.begin_dry_run().await?)
+        } else if options.all_or_nothing {
             Some(store.begin_write().await?)
         } else {
             None

@@ -195,7 +195,7 @@ async fn connect_pg(store: &Store) -> Result<PgConnection, DbErr> {
 ///   spent about half of the database's CPU on it.
 /// - `lock_timeout`: one batch carries every queued ticket, so a batch
 ///   waiting on a customer row that another transaction holds (an open
-///   all-or-nothing import or dry run updated it) held up every ticket
+///   all-or-nothing import updated it) held up every ticket
 ///   behind it for as long as that transaction stayed open. After
 ///   [`LOCK_TIMEOUT`] the batch gives up, its tickets take the
 ///   single-ticket path (where only the locked customer's ticket waits)
