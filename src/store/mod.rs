@@ -492,6 +492,11 @@ pub(crate) fn is_disk_full(err: &DbErr) -> bool {
             .is_some_and(|m| matches!(m.number(), 1021 | 1114))
 }
 
+/// `name` as an SQL identifier in double quotes (SQLite and PostgreSQL).
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// TEST_DATABASE_URL if it names a `scheme` database; else says why the
 /// test skips.
 #[cfg(test)]

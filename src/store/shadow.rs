@@ -13,6 +13,8 @@
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement};
 
+use super::quoted;
+
 /// Tables an import never reads: shadowed, but left empty.
 const NOT_COPIED: [&str; 2] = ["ticket_links", "history_entries"];
 
@@ -26,14 +28,19 @@ pub(super) async fn shadow_tables(txn: &DatabaseTransaction) -> Result<(), DbErr
              WHERE schemaname = current_schema() AND tablename <> 'seaql_migrations' ORDER BY tablename",
         ))
         .await?;
+    let tables = rows
+        .iter()
+        .map(|row| {
+            Ok((
+                quoted(&row.try_get::<String>("", "s")?),
+                row.try_get::<String>("", "t")?,
+            ))
+        })
+        .collect::<Result<Vec<_>, DbErr>>()?;
     let mut sql = String::new();
     let mut fills = Vec::new();
-    for row in &rows {
-        let (schema, table) = (
-            quoted(&row.try_get::<String>("", "s")?),
-            row.try_get::<String>("", "t")?,
-        );
-        let name = quoted(&table);
+    for (schema, table) in &tables {
+        let name = quoted(table);
         // Foreign keys do not come along; indexes are built once the tables
         // are filled (faster than row by row).
         sql.push_str(&format!(
@@ -64,27 +71,20 @@ pub(super) async fn shadow_tables(txn: &DatabaseTransaction) -> Result<(), DbErr
         sql.push_str(&index.try_get::<String>("", "d")?);
         sql.push(';');
     }
-    for row in &rows {
+    for (_, table) in &tables {
         // Autovacuum never analyzes temporary tables.
-        sql.push_str(&format!(
-            "ANALYZE pg_temp.{};",
-            quoted(&row.try_get::<String>("", "t")?)
-        ));
+        sql.push_str(&format!("ANALYZE pg_temp.{};", quoted(table)));
     }
     // A statement this connection prepared before still names the real
     // table; dropping the plans makes each one look its tables up again.
     sql.push_str("DISCARD PLANS;");
     txn.execute_unprepared(&sql).await?;
     tracing::info!(
-        tables = rows.len(),
+        tables = tables.len(),
         elapsed_ms = start.elapsed().as_millis() as u64,
         "dry run: made its own copies of the tables"
     );
     Ok(())
-}
-
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]

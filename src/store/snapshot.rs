@@ -20,6 +20,7 @@ use std::{
 use rusqlite::{Connection, ErrorCode};
 use sea_orm::DbErr;
 
+use super::quoted;
 use crate::domain::Error;
 
 /// Tables an import never reads, so a copy for a dry run leaves them empty.
@@ -125,10 +126,6 @@ impl From<Failed> for Error {
         }
         Error::Internal(format!("dry-run copy: {failed:?}"))
     }
-}
-
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]
